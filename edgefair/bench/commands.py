@@ -1,0 +1,1 @@
+"""Commands registered on the bench CLI from their own modules."""

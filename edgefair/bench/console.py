@@ -1,0 +1,66 @@
+"""Terminal plumbing shared by every command: stderr console, progress, JSON, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+# Logs, tables and progress go to stderr; stdout carries only the --json document.
+err = Console(stderr=True, highlight=False)
+
+
+class CLIError(Exception):
+    """A failure the user can act on; the CLI prints it as one line and exits non-zero."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return _clean(obj.item())
+    if hasattr(obj, "tolist"):
+        return _clean(obj.tolist())
+    return obj
+
+
+def emit_json(doc: Any) -> None:
+    """Write the one JSON document of a --json run to stdout."""
+    sys.stdout.write(json.dumps(_clean(doc), indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(description: str, total: float | None, *, enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields ``update(completed, description=None)``."""
+    prog = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=err, transient=False, disable=not enabled,
+    )
+    with prog:
+        task = prog.add_task(description, total=total)
+
+        def update(completed: float, description: str | None = None, total: float | None = None) -> None:
+            kw: dict[str, Any] = {"completed": completed}
+            if description is not None:
+                kw["description"] = description
+            if total is not None:
+                kw["total"] = total
+            prog.update(task, **kw)
+
+        yield update

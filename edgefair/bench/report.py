@@ -1,0 +1,866 @@
+"""``bench report``: one self-contained HTML page and a Markdown summary from the results DB.
+
+    info = write_report(Path("results/results.db"), Path("report"))
+    info.html, info.markdown, info.plots, info.recommendations
+
+The report reads ONLY the database (``edgefair.bench.store.Store``): artefacts, runs
+(with the agent's result.json: timing, RSS, environment fingerprint) and audits (the
+fairness ``AuditResult.to_dict()``). It holds:
+
+- one table row per stored run (artefact × device × settings): size, gzip size, measured
+  sparsity, p50/p90 latency, peak RSS, accuracy, the largest subgroup gap with its 95%
+  interval and attribute, the verdict (colour-coded); failed runs with their one-line
+  error, emulated devices labelled "emulated: latency not comparable", invalid
+  (throttled) runs flagged;
+- per device, Pareto plots of p50 latency vs accuracy and gzip size vs accuracy,
+  coloured by the largest gap, Pareto-optimal artefacts ringed and labelled;
+- per device, a recommendation by the rule in ``RULE``;
+- per device and attribute, per-group accuracy of the reference and each artefact with
+  Wilson intervals;
+- per device, the environment fingerprint of its runs.
+
+``report.html`` embeds its figures as base64 PNG and its CSS inline: no script, no
+external URL. ``report.md`` links the same PNGs written to ``out_dir/plots/``. Every file
+is written atomically (temporary file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edgefair.bench.store import Store, StoreError
+
+TIE_TOLERANCE = 0.02
+RULE = (
+    "Among the artefacts with verdict `pass` and a valid (not throttled) run on the device, take the "
+    "Pareto-optimal ones (no other passing artefact is at least as fast, as small (gzip) and as accurate, "
+    "and better in one of them) and recommend the one with the lowest p50 latency; p50 values within "
+    f"{TIE_TOLERANCE:.0%} of the lowest count as a tie, broken by the smaller gzip size. On an emulated "
+    "device latencies are not comparable, so the smallest gzip size decides."
+)
+VERDICTS = {
+    "pass": "no gap grew by ≥ 2 points (Holm-significant), accuracy ≥ 99% of the reference, every group large enough",
+    "insufficient-evidence": "some group has n < min_n: the audit cannot call the artefact fair for everyone",
+    "accuracy-drop": "accuracy below 99% of the uncompressed reference (MLPerf's rule)",
+    "gap-widened": "the accuracy gap between two groups grew by ≥ 2 points, Holm-significant",
+    "not audited": "the run has no fairness audit",
+    "run failed": "the artefact did not run on this device (error shown)",
+}
+PLOT_PREFIXES = ("pareto-", "groups-")
+
+
+class ReportError(ValueError):
+    """The report cannot be made (missing or empty database); the message names the file."""
+
+
+@dataclass
+class Recommendation:
+    """What the report recommends for one device, in words and as a name."""
+
+    device: str
+    artifact: str | None  # None: nothing passes
+    text: str  # one paragraph, Markdown
+    candidate: str | None = None  # nothing passes: the best candidate ...
+    reason: str | None = None  # ... and why it failed
+    emulated: bool = False
+    rule: str = RULE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ReportInfo:
+    html: Path
+    markdown: Path
+    plots: list[Path]
+    recommendations: list[Recommendation]
+    n_rows: int
+    db_path: Path
+
+    @property
+    def recommendation(self) -> Recommendation | None:
+        """The first recommendation naming an artefact on a real (not emulated) device,
+        else the first one (which then says that nothing passes)."""
+        for r in self.recommendations:
+            if r.artifact and not r.emulated:
+                return r
+        return self.recommendations[0] if self.recommendations else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "html": str(self.html),
+            "markdown": str(self.markdown),
+            "plots": [str(p) for p in self.plots],
+            "rows": self.n_rows,
+            "db": str(self.db_path),
+            "recommendation": self.recommendation.to_dict() if self.recommendation else None,
+            "recommendations": [r.to_dict() for r in self.recommendations],
+        }
+
+
+# ------------------------------------------------------------------ reading the DB
+@dataclass
+class ReportRow:
+    """One stored run joined with its artefact and its audit."""
+
+    artifact_id: str
+    name: str
+    target: str
+    device: str
+    settings: dict[str, Any]
+    status: str
+    error: str | None
+    size_bytes: int | None
+    gzip_bytes: int | None
+    sparsity_requested: float | None
+    sparsity_measured: float | None
+    p50_s: float | None
+    p90_s: float | None
+    peak_rss_kb: int | None
+    accuracy: float | None
+    valid: bool
+    emulated: bool
+    invalid_reasons: list[str]
+    verdict: str | None
+    verdict_reasons: list[str]
+    largest_gap: float | None
+    gap_lo: float | None
+    gap_hi: float | None
+    gap_attribute: str | None
+    reference: str | None
+    reference_accuracy: float | None
+    audit: dict[str, Any] | None
+    env: dict[str, Any]
+    percentile_method: str | None
+    created_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def verdict_label(self) -> str:
+        if not self.ok:
+            return "run failed"
+        return self.verdict or "not audited"
+
+
+def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
+    """The audits-table summary of an ``AuditResult.to_dict()``: verdict, accuracy and the
+    largest max-min group gap over all attributes with its interval and attribute."""
+    best = None
+    for attr in audit.get("attributes") or []:
+        gap = attr.get("max_min_gap")
+        if gap and gap.get("estimate") is not None and (best is None or gap["estimate"] > best[0]["estimate"]):
+            best = (gap, attr["name"])
+    ci = (best[0].get("ci") if best else None) or (None, None)
+    return {
+        "verdict": (audit.get("verdict") or {}).get("label", "unknown"),
+        "accuracy": audit.get("accuracy"),
+        "largest_gap": best[0]["estimate"] if best else None,
+        "gap_lo": ci[0],
+        "gap_hi": ci[1],
+        "gap_attribute": best[1] if best else None,
+    }
+
+
+def load_rows(db_path: Path) -> list[ReportRow]:
+    """Every run of the database joined with its artefact and audit, by device then name.
+
+    Raises ReportError when the file is missing, not a results database, or holds no run.
+    """
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise ReportError(f"{db_path}: no results database there (run `bench sweep` or `bench run` first)")
+    try:
+        with Store(db_path) as store:
+            artifacts = {a["artifact_id"]: a for a in store.artifacts()}
+            runs = store.runs()
+            audits = store.audits()
+    except StoreError as e:
+        raise ReportError(str(e)) from None
+    if not runs:
+        raise ReportError(f"{db_path}: the results database holds no runs, nothing to report "
+                          "(run `bench sweep` or `bench run` first)")
+    exact: dict[tuple[str, str, str], dict[str, Any]] = {}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for au in audits:
+        exact[(au["artifact_id"], au["device"], au["settings_key"])] = au
+        key = (au["artifact_id"], au["device"])
+        if key not in latest or au["created_at"] >= latest[key]["created_at"]:
+            latest[key] = au
+    rows = []
+    for r in runs:
+        rows.append(_row(r, artifacts.get(r["artifact_id"]),
+                         exact.get((r["artifact_id"], r["device"], r["settings_key"]))
+                         or latest.get((r["artifact_id"], r["device"]))))
+    rows.sort(key=lambda x: (x.emulated, x.device, x.name, json.dumps(x.settings, sort_keys=True)))
+    return rows
+
+
+def _loads(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def _row(run: dict[str, Any], art: dict[str, Any] | None, au: dict[str, Any] | None) -> ReportRow:
+    result = _loads(run.get("result_json")) or {}
+    env = result.get("env") or {}
+    audit = _loads(au["audit_json"]) if au else None
+    summary = audit_summary(audit) if audit else {}
+    art = art or {}
+    manifest = _loads(art.get("manifest_json")) or {}
+    name = art.get("name") or (result.get("artifact") or {}).get("name") or run["artifact_id"]
+
+    def pick(col: str) -> Any:  # the audits row, else computed from its audit_json
+        if au is not None and au.get(col) is not None:
+            return au[col]
+        return summary.get(col)
+
+    ok = run["status"] == "ok"
+    accuracy = pick("accuracy") if au else None
+    if accuracy is None:
+        accuracy = run.get("accuracy")
+    reference = (audit or {}).get("reference") or {}
+    return ReportRow(
+        artifact_id=run["artifact_id"],
+        name=name,
+        target=art.get("target") or manifest.get("target") or "",
+        device=run["device"],
+        settings=_loads(run.get("settings_json")) or {},
+        status=run["status"],
+        error=_one_line(run.get("error")) if not ok else None,
+        size_bytes=art.get("size_bytes"),
+        gzip_bytes=art.get("gzip_bytes"),
+        sparsity_requested=art.get("sparsity_requested"),
+        sparsity_measured=art.get("sparsity_measured"),
+        p50_s=run.get("p50_s"),
+        p90_s=run.get("p90_s"),
+        peak_rss_kb=run.get("peak_rss_kb"),
+        accuracy=accuracy,
+        valid=bool(run.get("valid")) if ok else True,
+        emulated=bool(run.get("emulated")) or bool(env.get("emulated")),
+        invalid_reasons=[str(x) for x in result.get("invalid_reasons") or []],
+        verdict=pick("verdict") if au else None,
+        verdict_reasons=[str(x) for x in ((audit or {}).get("verdict") or {}).get("reasons") or []],
+        largest_gap=pick("largest_gap") if au else None,
+        gap_lo=pick("gap_lo") if au else None,
+        gap_hi=pick("gap_hi") if au else None,
+        gap_attribute=pick("gap_attribute") if au else None,
+        reference=au.get("reference") if au else None,
+        reference_accuracy=reference.get("accuracy"),
+        audit=audit,
+        env=env,
+        percentile_method=(result.get("timing") or {}).get("percentile_method"),
+        created_at=run.get("created_at") or 0.0,
+    )
+
+
+def _one_line(text: str | None) -> str:
+    lines = [ln.strip() for ln in (text or "unknown error").strip().splitlines() if ln.strip()]
+    return lines[0] if lines else "unknown error"
+
+
+# ------------------------------------------------------------------ the recommendation
+def _by_rule(rows: list[ReportRow], emulated: bool) -> tuple[ReportRow, list[ReportRow]]:
+    """The pick of RULE among ``rows`` (already filtered), and those it tied with on p50."""
+    from edgefair.bench.report_plots import pareto_front
+
+    def gz(r: ReportRow) -> float:
+        return float(r.gzip_bytes if r.gzip_bytes is not None else r.size_bytes or 0)
+
+    if emulated:
+        front = [r for r, f in zip(rows, pareto_front([(gz(r), -(r.accuracy or 0)) for r in rows])) if f]
+        return min(front, key=lambda r: (gz(r), -(r.accuracy or 0), r.name)), []
+    front = [r for r, f in zip(rows, pareto_front([(r.p50_s, gz(r), -(r.accuracy or 0)) for r in rows])) if f]
+    fastest = min(r.p50_s for r in front)
+    tied = [r for r in front if r.p50_s <= fastest * (1 + TIE_TOLERANCE)]
+    pick = min(tied, key=lambda r: (gz(r), r.p50_s, -(r.accuracy or 0), r.name))
+    return pick, [r for r in tied if r is not pick]
+
+
+def _facts(r: ReportRow, emulated: bool) -> str:
+    parts = []
+    if not emulated and r.p50_s is not None:
+        parts.append(f"p50 {_ms(r.p50_s)} ms")
+    parts.append(f"gzip {_size(r.gzip_bytes)}")
+    parts.append(f"accuracy {_pct(r.accuracy)}")
+    if r.largest_gap is not None:
+        parts.append(f"largest gap {_pt(r.largest_gap)} pt in {r.gap_attribute}")
+    return ", ".join(parts)
+
+
+def recommend(device: str, rows: list[ReportRow]) -> Recommendation:
+    """Apply RULE to one device's rows."""
+    emulated = any(r.emulated for r in rows)
+    measured = [r for r in rows if r.ok and (emulated or r.p50_s is not None)]
+    passing = [r for r in measured if r.verdict == "pass"]
+    valid_pass = [r for r in passing if r.valid]
+    skipped = [r for r in passing if not r.valid]
+    note = ""
+    if skipped:
+        note = " Not considered, their run being invalid (throttled): " + ", ".join(
+            f"`{r.name}`" for r in skipped) + "."
+    caveat = " Emulated device: latency is not comparable, so the smallest gzip size decided." if emulated else ""
+    if valid_pass:
+        pick, tied = _by_rule(valid_pass, emulated)
+        tie = ""
+        if tied:
+            tie = (" Its p50 ties (within {:.0%}) with ".format(TIE_TOLERANCE)
+                   + ", ".join(f"`{r.name}` ({_ms(r.p50_s)} ms)" for r in tied) + "; the smaller gzip size wins.")
+        text = (f"**{device}: `{pick.name}`** ({_facts(pick, emulated)}), the "
+                f"{'smallest' if emulated else 'fastest'} Pareto-optimal artefact with verdict pass "
+                f"among {len(valid_pass)}.{tie}{caveat}{note}")
+        return Recommendation(device=device, artifact=pick.name, text=text, emulated=emulated)
+    audited = [r for r in measured if r.verdict is not None and r.valid]
+    if not audited:
+        text = (f"**{device}: no artefact passes.** No run on this device has both a valid measurement and a "
+                f"fairness audit, so there is no candidate.{note}")
+        return Recommendation(device=device, artifact=None, text=text, emulated=emulated)
+    best, _ = _by_rule(audited, emulated)
+    reason = _reason(best)
+    text = (f"**{device}: no artefact passes.** Best candidate: `{best.name}` ({_facts(best, emulated)}), the one "
+            f"the rule would pick if the verdict were ignored; it failed with verdict **{best.verdict}**: "
+            f"{reason}{caveat}{note}")
+    return Recommendation(device=device, artifact=None, text=text, candidate=best.name, reason=reason,
+                          emulated=emulated)
+
+
+def _reason(r: ReportRow) -> str:
+    mine = [x for x in r.verdict_reasons if x.startswith(f"{r.verdict}:")]
+    if mine:
+        return mine[0].split(":", 1)[1].strip()
+    return r.verdict_reasons[0] if r.verdict_reasons else f"verdict {r.verdict}"
+
+
+# ------------------------------------------------------------------ formatting
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _pt(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def _ms(s: float | None) -> str:
+    if s is None:
+        return "—"
+    ms = 1000 * s
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _size(n: int | float | None) -> str:
+    if n is None:
+        return "—"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.0f} KiB" if n >= 10 * 1024 else f"{n / 1024:.1f} KiB"
+    return f"{n / 1024 / 1024:.2f} MiB"
+
+
+def _rss(kb: int | None) -> str:
+    return "—" if kb is None else f"{kb / 1024:.1f}"
+
+
+def _sparsity(r: ReportRow) -> str:
+    if r.sparsity_measured is None:
+        return "—" if r.sparsity_requested is None else f"({r.sparsity_requested:.0%})"
+    return f"{r.sparsity_measured:.1%}"
+
+
+def _gap_text(r: ReportRow) -> tuple[str, str]:
+    """('3.1 pt [0.4, 5.8]', 'gender') or ('—', '')."""
+    if r.largest_gap is None:
+        return "—", ""
+    ci = f" [{_pt(r.gap_lo)}, {_pt(r.gap_hi)}]" if r.gap_lo is not None and r.gap_hi is not None else ""
+    return f"{_pt(r.largest_gap)} pt{ci}", r.gap_attribute or ""
+
+
+def _settings_text(s: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(s.items()))
+
+
+def _slug(text: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "device"
+    slug, i = base, 2
+    while slug in taken:
+        slug, i = f"{base}-{i}", i + 1
+    taken.add(slug)
+    return slug
+
+
+# ------------------------------------------------------------------ environment
+def _max_temp(zones: Any) -> float | None:
+    temps = [z.get("temp_c") for z in (zones or {}).values() if isinstance(z, dict) and z.get("temp_c") is not None]
+    return max(temps) if temps else None
+
+
+def _freq(e: dict[str, Any]) -> str | None:
+    cf = e.get("cpufreq") or {}
+    cur, mx = cf.get("cur_freq_khz"), cf.get("max_freq_khz") or cf.get("cpuinfo_max_freq_khz")
+    if cur is None and mx is None:
+        return None
+    return f"{(cur or 0) / 1000:.0f} MHz" + (f" (max {mx / 1000:.0f} MHz)" if mx else "")
+
+
+def _throttle(e: dict[str, Any]) -> str | None:
+    if e.get("throttled_before") is None and e.get("throttled_after") is None:
+        return None
+    flags = sorted(set((e.get("throttled_before_flags") or []) + (e.get("throttled_after_flags") or [])))
+    return (f"{e.get('throttled_before_hex') or e.get('throttled_before')} → "
+            f"{e.get('throttled_after_hex') or e.get('throttled_after')}" + (f" ({'; '.join(flags)})" if flags else ""))
+
+
+def _runtime(e: dict[str, Any]) -> str | None:
+    rt = e.get("runtime")
+    if isinstance(rt, dict):
+        return " ".join(str(x) for x in (rt.get("name"), rt.get("version")) if x) or None
+    return str(rt) if rt else None
+
+
+ENV_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("CPU", lambda e: e.get("cpu_model")),
+    ("board", lambda e: e.get("board_model")),
+    ("cores", lambda e: None if e.get("cores") is None else
+        f"{e['cores']}" + (f" (affinity {len(e['affinity'])})" if e.get("affinity") else "")),
+    ("governor", lambda e: (e.get("cpufreq") or {}).get("governor")),
+    ("frequency", _freq),
+    ("throttling (vcgencmd)", _throttle),
+    ("OS", lambda e: e.get("os")),
+    ("kernel / machine", lambda e: " / ".join(str(x) for x in (e.get("kernel"), e.get("machine")) if x) or None),
+    ("Python", lambda e: " ".join(str(x) for x in (e.get("python_implementation"), e.get("python")) if x) or None),
+    ("numpy", lambda e: e.get("numpy")),
+    ("runtimes", _runtime),
+    ("threads", lambda e: e.get("threads")),
+    ("emulated", lambda e: None if "emulated" not in e else
+        ("yes: " + "; ".join(e.get("emulation_evidence") or []) if e.get("emulated") else "no")),
+    ("virtualised", lambda e: None if "virtualised" not in e else ("yes" if e["virtualised"] else "no")),
+]
+
+
+def environment(rows: list[ReportRow]) -> list[tuple[str, str]]:
+    """(field, value) pairs of one device's runs; distinct values across runs are joined."""
+    envs = [r.env for r in rows if r.env]
+    out: list[tuple[str, str]] = [("runs", f"{len(rows)} ({len(envs)} with a fingerprint)")]
+    if not envs:
+        return out
+    for label, get in ENV_FIELDS:
+        counts: dict[str, int] = {}
+        for e in envs:
+            try:
+                v = get(e)
+            except (TypeError, ValueError, AttributeError, KeyError):
+                v = None
+            if v is not None:
+                counts[str(v)] = counts.get(str(v), 0) + 1
+        if len(counts) == 1:
+            out.append((label, next(iter(counts))))
+        elif label == "runtimes":  # one per format: not a variation
+            out.append((label, " · ".join(counts)))
+        elif counts:
+            out.append((label, "varies: " + " · ".join(f"{v} ({n} run{'s' if n > 1 else ''})"
+                                                        for v, n in counts.items())))
+    for key, label in (("temperature_before", "temperature before"), ("temperature_after", "temperature after")):
+        temps = [t for t in (_max_temp(e.get(key)) for e in envs) if t is not None]
+        if temps:
+            rng = f"{min(temps):.1f} °C" if min(temps) == max(temps) else f"{min(temps):.1f}–{max(temps):.1f} °C"
+            out.append((label, f"{rng} (hottest zone; over {len(temps)} runs)"))
+    methods = sorted({r.percentile_method for r in rows if r.percentile_method})
+    if methods:
+        out.append(("percentile method", ", ".join(methods)))
+    return out
+
+
+# ------------------------------------------------------------------ figures
+@dataclass
+class Plot:
+    slug: str
+    title: str
+    png: bytes
+    caption: str
+
+
+def _pareto_plots(devices: dict[str, list[ReportRow]], slugs: dict[str, str],
+                  recs: dict[str, Recommendation], gap_max: float) -> list[Plot]:
+    from edgefair.bench.report_plots import ParetoPoint, pareto_figure
+
+    plots = []
+    for device, rows in devices.items():
+        pts = [ParetoPoint(name=r.name, p50_ms=None if r.p50_s is None else 1000 * r.p50_s,
+                           gzip_kib=None if r.gzip_bytes is None else r.gzip_bytes / 1024,
+                           accuracy=r.accuracy, gap_pt=None if r.largest_gap is None else 100 * r.largest_gap,
+                           verdict=r.verdict, valid=r.valid, recommended=recs[device].artifact == r.name)
+               for r in rows if r.ok and r.accuracy is not None]
+        if not pts:
+            continue
+        emulated = any(r.emulated for r in rows)
+        png = pareto_figure(device, pts, emulated=emulated, gap_max=gap_max)
+        cap = (f"{device}: p50 latency and gzip size against accuracy, {len(pts)} artefacts; colour: largest "
+               "subgroup gap; ring: Pareto-optimal; circle: verdict pass; triangle: other verdict; "
+               "x: invalid (throttled) run.")
+        if emulated:
+            cap += " Emulated device: latency not comparable."
+        plots.append(Plot(f"pareto-{slugs[device]}", f"Pareto fronts: {device}", png, cap))
+    return plots
+
+
+def _group_plots(devices: dict[str, list[ReportRow]]) -> list[Plot]:
+    """Per attribute, one forest plot: the reference then each artefact's audit.
+
+    An artefact whose audits are identical on every device (the same predictions) is
+    drawn once; otherwise once per device, labelled ``name @ device``.
+    """
+    from edgefair.bench.report_plots import GroupSeries, group_figure
+
+    latest: dict[tuple[str, str], ReportRow] = {}
+    for device, rows in devices.items():
+        for r in rows:
+            key = (r.name, device)
+            if r.audit and (key not in latest or r.created_at >= latest[key].created_at):
+                latest[key] = r
+    if not latest:
+        return []
+    by_name: dict[str, list[ReportRow]] = {}
+    for (name, _), r in sorted(latest.items()):
+        by_name.setdefault(name, []).append(r)
+    attrs: list[str] = []
+    for r in latest.values():
+        attrs += [a["name"] for a in r.audit.get("attributes") or [] if a["name"] not in attrs]
+    plots = []
+    for attr in attrs:
+        series: list[GroupSeries] = []
+        groups: dict[str, int] = {}
+        ref: tuple[str, dict[str, tuple[float, float, float, bool]]] | None = None
+        min_n = 30
+        for name, rs in by_name.items():
+            found = [(r, next((x for x in r.audit.get("attributes") or [] if x["name"] == attr), None)) for r in rs]
+            found = [(r, a) for r, a in found if a is not None]
+            distinct: dict[str, list[tuple[ReportRow, dict[str, Any]]]] = {}
+            for r, a in found:
+                distinct.setdefault(json.dumps(a["groups"], sort_keys=True), []).append((r, a))
+            for same in distinct.values():
+                r, a = same[0]
+                min_n = (r.audit.get("settings") or {}).get("min_n", min_n)
+                vals = {}
+                for g in a.get("groups") or []:
+                    groups.setdefault(g["group"], g["n"])
+                    lo, hi = g["accuracy_ci"]
+                    vals[g["group"]] = (g["accuracy"], lo, hi, bool(g.get("sufficient", True)))
+                label = name if len(distinct) == 1 else f"{name} @ {', '.join(x.device for x, _ in same)}"
+                series.append(GroupSeries(label=label, verdict=r.verdict, values=vals))
+                refs = {g["group"]: (g["reference_accuracy"], *g["reference_accuracy_ci"],
+                                     bool(g.get("sufficient", True)))
+                        for g in a.get("groups") or []
+                        if g.get("reference_accuracy") is not None and g.get("reference_accuracy_ci")}
+                if ref is None and refs:
+                    ref = (r.reference or "reference", refs)
+        if not series:
+            continue
+        if ref is not None:
+            # The reference's own audit may be among the rows: do not draw it twice.
+            series = [s for s in series if s.label != ref[0]]
+            series.insert(0, GroupSeries(label=f"reference ({ref[0]})", verdict=None, values=ref[1]))
+        title = f"Accuracy by {attr}: reference and artefacts (95% Wilson intervals)"
+        png = group_figure(title, series, list(groups.items()), min_n)
+        cap = (f"Accuracy by {attr}: the reference and each artefact, 95% Wilson intervals; dotted lines: the "
+               f"reference's accuracy per group; hollow: n < {min_n}. An artefact audited identically on every "
+               "device is drawn once; otherwise its devices are named. The label's colour is the verdict.")
+        slug = "groups-" + re.sub(r"[^A-Za-z0-9._-]+", "_", attr)
+        plots.append(Plot(slug, f"Per-group accuracy: {attr}", png, cap))
+    return plots
+
+
+# ------------------------------------------------------------------ writing
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_report(db_path: Path, out_dir: Path) -> ReportInfo:
+    """Write ``out_dir/report.html``, ``out_dir/report.md`` and ``out_dir/plots/*.png``.
+
+    Raises ReportError (a ValueError) naming the database when it is missing, unreadable
+    or holds no run.
+    """
+    db_path, out_dir = Path(db_path), Path(out_dir)
+    rows = load_rows(db_path)
+    devices: dict[str, list[ReportRow]] = {}
+    for r in rows:
+        devices.setdefault(r.device, []).append(r)
+    taken: set[str] = set()
+    slugs = {d: _slug(d, taken) for d in devices}
+    recs = {d: recommend(d, rs) for d, rs in devices.items()}
+    gaps = [100 * r.largest_gap for r in rows if r.largest_gap is not None]
+    pareto = _pareto_plots(devices, slugs, recs, max(gaps, default=1.0))
+    groups = _group_plots(devices)
+    ctx = _Context(db_path=db_path, rows=rows, devices=devices, recs=recs, pareto=pareto, groups=groups,
+                   generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    plot_dir = out_dir / "plots"
+    written = []
+    for p in pareto + groups:
+        path = plot_dir / f"{p.slug}.png"
+        _atomic_write(path, p.png)
+        written.append(path)
+    if plot_dir.is_dir():  # figures of an earlier report that this one no longer has
+        for old in plot_dir.glob("*.png"):
+            if old.name.startswith(PLOT_PREFIXES) and old not in written:
+                old.unlink()
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    _atomic_write(md, _markdown(ctx).encode())
+    _atomic_write(page, _html(ctx).encode())
+    return ReportInfo(html=page, markdown=md, plots=written, recommendations=list(recs.values()),
+                      n_rows=len(rows), db_path=db_path)
+
+
+@dataclass
+class _Context:
+    db_path: Path
+    rows: list[ReportRow]
+    devices: dict[str, list[ReportRow]]
+    recs: dict[str, Recommendation]
+    pareto: list[Plot]
+    groups: list[Plot]
+    generated: str
+
+    @property
+    def many_settings(self) -> bool:
+        return len({json.dumps(r.settings, sort_keys=True) for r in self.rows}) > 1
+
+    @property
+    def counts(self) -> str:
+        n_art = len({r.artifact_id for r in self.rows})
+        failed = sum(not r.ok for r in self.rows)
+        invalid = sum(r.ok and not r.valid for r in self.rows)
+        return (f"{n_art} artefacts × {len(self.devices)} devices: {len(self.rows)} runs, {failed} failed, "
+                f"{invalid} invalid (throttled)")
+
+
+COLUMNS = ["artefact", "device", "size", "gzip", "sparsity", "p50 ms", "p90 ms", "peak RSS MiB", "accuracy",
+           "largest gap (95% CI)", "verdict"]
+
+
+# ------------------------------------------------------------------ Markdown
+def _md_cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(ctx: _Context) -> str:
+    out = [f"# edgefair benchmark report", "",
+           f"Generated {ctx.generated} from `{ctx.db_path}`: {ctx.counts}. "
+           f"The same report with embedded figures: [report.html](report.html).", "",
+           "## Recommendation", "", f"Rule: {RULE}", ""]
+    out += [f"- {r.text}" for r in ctx.recs.values()]
+    cols = COLUMNS[:2] + (["settings"] if ctx.many_settings else []) + COLUMNS[2:]
+    out += ["", "## Artefacts × devices", "", "| " + " | ".join(cols) + " |",
+            "|" + "|".join("---" if c in ("artefact", "device", "settings", "verdict") else "---:" for c in cols) + "|"]
+    for r in ctx.rows:
+        device = r.device + (" (emulated: latency not comparable)" if r.emulated else "")
+        head = [f"`{r.name}`", device] + ([_settings_text(r.settings)] if ctx.many_settings else []) + [
+            _size(r.size_bytes), _size(r.gzip_bytes), _sparsity(r)]
+        if not r.ok:
+            cells = head + [f"run failed: {r.error}", "", "", "", "", "**run failed**"]
+        else:
+            gap, attr = _gap_text(r)
+            lat = [_ms(r.p50_s), _ms(r.p90_s)]
+            if not r.valid:
+                lat = [f"{v} ⚠ invalid" for v in lat]
+            cells = head + lat + [_rss(r.peak_rss_kb), _pct(r.accuracy),
+                                  f"{gap} {attr}".strip(), f"**{r.verdict_label}**"]
+        out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    flagged = [r for r in ctx.rows if r.ok and not r.valid]
+    if flagged:
+        out += ["", "Invalid runs (throttled; latency not trusted):", ""]
+        out += [f"- `{r.name}` on {r.device}: {'; '.join(r.invalid_reasons) or 'flagged invalid'}" for r in flagged]
+    out += ["", "Gaps are in accuracy points: the largest difference in accuracy between two groups of one "
+            "attribute, with its 95% interval. Verdicts:", ""]
+    out += [f"- **{k}**: {v}" for k, v in VERDICTS.items()]
+    out += ["", "## Pareto fronts", ""]
+    out += [f"![{p.title}](plots/{p.slug}.png)\n\n{p.caption}\n" for p in ctx.pareto]
+    out += ["## Per-group accuracy", ""]
+    out += [f"![{p.title}](plots/{p.slug}.png)\n\n{p.caption}\n" for p in ctx.groups] or ["No audits stored.", ""]
+    out += ["## Environment", ""]
+    for device, rows in ctx.devices.items():
+        out += [f"### {device}", "", "| field | value |", "|---|---|"]
+        out += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in environment(rows)]
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------ HTML
+CSS = """
+:root { --fg:#1f2328; --muted:#59636e; --line:#d1d9e0; --bg:#ffffff; --alt:#f6f8fa; }
+* { box-sizing: border-box; }
+body { font-family: "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: var(--fg); background: var(--bg);
+       margin: 0 auto; padding: 20px 28px 60px; max-width: 1360px; font-size: 14px; line-height: 1.45; }
+h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 19px; margin: 32px 0 10px; border-bottom: 1px solid var(--line);
+padding-bottom: 4px; } h3 { font-size: 15px; margin: 18px 0 6px; }
+.meta { color: var(--muted); margin: 0 0 14px; } code { font-family: "DejaVu Sans Mono", monospace; font-size: 12.5px; }
+.recs { list-style: none; padding: 0; margin: 0; }
+.recs li { border: 1px solid var(--line); border-left: 6px solid #1a7f37; background: #f4fbf6; padding: 8px 12px;
+           margin: 0 0 8px; border-radius: 4px; }
+.recs li.none { border-left-color: #cf222e; background: #fff6f5; }
+.rule { color: var(--muted); font-size: 13px; }
+.tablewrap { overflow-x: auto; border: 1px solid var(--line); border-radius: 6px; }
+table.results { border-collapse: collapse; width: 100%; font-size: 12.5px; }
+table.results th { position: sticky; top: 0; background: #eef1f4; text-align: left; padding: 6px 7px;
+                   border-bottom: 1px solid var(--line); white-space: nowrap; }
+table.results td { padding: 5px 7px; border-bottom: 1px solid #eaeef2; vertical-align: top; }
+table.results tbody tr:nth-child(even) { background: var(--alt); }
+table.results td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+table.results td.name { white-space: nowrap; font-family: "DejaVu Sans Mono", monospace; font-size: 12px; }
+tr.devstart td { border-top: 2px solid #8c959f; }
+.small { display: block; color: var(--muted); font-size: 11px; }
+.badge { display: inline-block; padding: 1px 6px; border-radius: 10px; font-size: 11px; white-space: nowrap; }
+.b-emu { background: #ddf4ff; color: #0550ae; } .b-invalid { background: #fff1e5; color: #953800; font-weight: bold; }
+.b-rec { background: #dafbe1; color: #116329; font-weight: bold; }
+.verdict { display: inline-block; padding: 2px 8px; border-radius: 4px; font-weight: bold; font-size: 12px;
+           white-space: nowrap; }
+.v-pass { background: #dafbe1; color: #116329; } .v-insufficient-evidence { background: #fff8c5; color: #7d4e00; }
+.v-accuracy-drop { background: #ffe7d1; color: #953800; } .v-gap-widened { background: #ffebe9; color: #a40e26; }
+.v-not-audited { background: #eaeef2; color: #59636e; } .v-run-failed { background: #59636e; color: #ffffff; }
+td.error { color: #a40e26; font-family: "DejaVu Sans Mono", monospace; font-size: 11.5px; word-break: break-word; }
+td.emu { color: #8c959f; }
+td.invalid { color: #953800; text-decoration: line-through; text-decoration-color: #bc4c00; }
+figure { margin: 14px 0 22px; } figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
+figcaption { color: var(--muted); font-size: 12.5px; }
+table.env { border-collapse: collapse; font-size: 12.5px; margin-bottom: 8px; }
+table.env th { text-align: left; padding: 3px 14px 3px 0; color: var(--muted); font-weight: normal; white-space: nowrap;
+               vertical-align: top; }
+table.env td { padding: 3px 0; word-break: break-word; }
+.envgrid { display: grid; grid-template-columns: repeat(auto-fit, minmax(400px, 1fr)); gap: 6px 28px; }
+dl.legend { display: grid; grid-template-columns: max-content 1fr; gap: 3px 10px; font-size: 12.5px; margin: 10px 0; }
+dl.legend dd { margin: 0; color: var(--muted); }
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _md_inline(text: str) -> str:
+    """The few Markdown marks the recommendation text uses (** and `), as HTML."""
+    out = _e(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+
+
+def _verdict_badge(label: str, title: str = "") -> str:
+    cls = "v-" + re.sub(r"[^a-z-]", "-", label.lower())
+    t = f' title="{_e(title)}"' if title else ""
+    return f'<span class="verdict {cls}"{t}>{_e(label)}</span>'
+
+
+def _html_row(r: ReportRow, ctx: _Context, first_of_device: bool) -> str:
+    rec = ctx.recs[r.device].artifact == r.name
+    name = f'<td class="name">{_e(r.name)}'
+    if rec:
+        name += ' <span class="badge b-rec">recommended</span>'
+    name += f'<span class="small">{_e(r.target)}</span></td>'
+    dev = f"<td>{_e(r.device)}"
+    if r.emulated:
+        dev += '<br><span class="badge b-emu">emulated: latency not comparable</span>'
+    if r.ok and not r.valid:
+        dev += (f'<br><span class="badge b-invalid" title="{_e("; ".join(r.invalid_reasons))}">'
+                "invalid: throttled</span>")
+    dev += "</td>"
+    cells = [name, dev]
+    if ctx.many_settings:
+        cells.append(f'<td class="small">{_e(_settings_text(r.settings))}</td>')
+    cells += [f'<td class="num">{_e(_size(r.size_bytes))}</td>', f'<td class="num">{_e(_size(r.gzip_bytes))}</td>',
+              f'<td class="num">{_e(_sparsity(r))}</td>']
+    if not r.ok:
+        cells.append(f'<td class="error" colspan="5">run failed: {_e(r.error)}</td>')
+        cells.append(f"<td>{_verdict_badge('run failed')}</td>")
+    else:
+        lat_cls = "num invalid" if not r.valid else "num emu" if r.emulated else "num"
+        title = f' title="{_e("; ".join(r.invalid_reasons))}"' if not r.valid else ""
+        gap, attr = _gap_text(r)
+        acc = _e(_pct(r.accuracy))
+        if r.reference_accuracy is not None and r.accuracy is not None:
+            acc += f'<span class="small">ref {_e(_pct(r.reference_accuracy))}</span>'
+        cells += [f'<td class="{lat_cls}"{title}>{_e(_ms(r.p50_s))}</td>',
+                  f'<td class="{lat_cls}"{title}>{_e(_ms(r.p90_s))}</td>',
+                  f'<td class="num">{_e(_rss(r.peak_rss_kb))}</td>',
+                  f'<td class="num">{acc}</td>',
+                  f'<td class="num">{_e(gap)}' + (f'<span class="small">{_e(attr)}</span>' if attr else "") + "</td>",
+                  f"<td>{_verdict_badge(r.verdict_label, '; '.join(r.verdict_reasons))}</td>"]
+    cls = ' class="devstart"' if first_of_device else ""
+    return f"<tr{cls}>" + "".join(cells) + "</tr>"
+
+
+def _figure(p: Plot) -> str:
+    data = base64.b64encode(p.png).decode("ascii")
+    return (f'<figure id="{_e(p.slug)}"><img alt="{_e(p.title)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_e(p.caption)}</figcaption></figure>")
+
+
+def _html(ctx: _Context) -> str:
+    cols = COLUMNS[:2] + (["settings"] if ctx.many_settings else []) + COLUMNS[2:]
+    recs = "".join(
+        f'<li class="{"" if r.artifact else "none"}">{_md_inline(r.text)}</li>' for r in ctx.recs.values())
+    rows, last = [], None
+    for r in ctx.rows:
+        rows.append(_html_row(r, ctx, last is not None and r.device != last))
+        last = r.device
+    legend = "".join(f"<dt>{_verdict_badge(k)}</dt><dd>{_e(v)}</dd>" for k, v in VERDICTS.items())
+    envs = "".join(
+        f'<div><h3>{_e(d)}</h3><table class="env">'
+        + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in environment(rs))
+        + "</table></div>"
+        for d, rs in ctx.devices.items())
+    groups = "".join(_figure(p) for p in ctx.groups) or "<p>No audits stored.</p>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>edgefair benchmark report</title>
+<style>{CSS}</style></head>
+<body>
+<h1>edgefair benchmark report</h1>
+<p class="meta">Generated {_e(ctx.generated)} from <code>{_e(ctx.db_path)}</code> &middot; {_e(ctx.counts)}</p>
+<h2>Recommendation</h2>
+<ul class="recs" id="recommendations">{recs}</ul>
+<p class="rule">Rule: {_md_inline(RULE)}</p>
+<h2>Artefacts × devices</h2>
+<div class="tablewrap"><table class="results" id="results">
+<thead><tr>{"".join(f"<th>{_e(c)}</th>" for c in cols)}</tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table></div>
+<p class="rule">Sizes are of the model file; sparsity is the measured share of zero weights; p50/p90 are
+percentiles of the raw per-inference samples; peak RSS is the largest VmHWM over the agent's phases. Gaps are
+in accuracy points: the largest difference in accuracy between two groups of one attribute (named below the
+value), with its 95% interval. Hover a verdict for the audit's reasons.</p>
+<dl class="legend">{legend}</dl>
+<h2>Pareto fronts</h2>
+{"".join(_figure(p) for p in ctx.pareto) or "<p>No successful run with an accuracy.</p>"}
+<h2>Per-group accuracy</h2>
+{groups}
+<h2>Environment</h2>
+<div class="envgrid">{envs}</div>
+</body></html>
+"""

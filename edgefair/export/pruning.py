@@ -1,0 +1,195 @@
+"""Magnitude pruning before export: unstructured (torch.ao.pruning) or structured (torch-pruning).
+
+Unstructured: a :class:`MagnitudeSparsifier` (torch.ao.pruning's ``WeightNormSparsifier``
+with L1 norm and 1×1 blocks, extended to convolution kernels) prunes every Conv/Linear
+weight to the requested level on a cubic schedule (``CubicSL``, Zhu & Gupta 2017) that
+reaches the target after 60 % of the fine-tune steps, so the last 40 % recover accuracy at
+full sparsity; the masks are then squashed into the weights (permanent zeros). Without
+fine-tuning it is one-shot magnitude pruning.
+
+Structured: torch-pruning's ``MetaPruner`` with L1 magnitude importance removes the
+requested fraction of output channels of every Conv/Linear layer except the classifier,
+then the network is fine-tuned; it really is smaller (fewer parameters and FLOPs).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgefair.export.errors import ExportError
+from edgefair.models.training import TrainConfig, fit
+
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+FINETUNE_LR = 1e-3
+SCHEDULE_END = 0.6  # fraction of fine-tune steps after which the target sparsity is reached
+
+
+@dataclass
+class PruneInfo:
+    """How a model was pruned, for the manifest."""
+
+    method: str                 # none | unstructured | structured
+    requested: float
+    finetune_epochs: int
+    tool: str = ""
+    schedule: str = ""
+    torch_zero_fraction: float = 0.0    # zeros / weights in the PyTorch model's Conv/Linear kernels
+    params_before: int = 0
+    params_after: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "requested": self.requested, "finetune_epochs": self.finetune_epochs,
+                "tool": self.tool, "schedule": self.schedule, "torch_zero_fraction": self.torch_zero_fraction,
+                "params_before": self.params_before, "params_after": self.params_after}
+
+
+def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
+
+
+def dense_weight_count(model: nn.Module) -> int:
+    """Elements of all Conv/Linear kernels (what measured sparsity is relative to)."""
+    return sum(m.weight.numel() for _, m in prunable_weights(model))
+
+
+def weight_zero_fraction(model: nn.Module) -> float:
+    tot = zeros = 0
+    for _, m in prunable_weights(model):
+        w = m.weight.detach()
+        tot += w.numel()
+        zeros += int((w == 0).sum())
+    return zeros / tot if tot else 0.0
+
+
+def param_count(model: nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    return total, nonzero
+
+
+def _sparsifier_class():
+    from torch.ao.pruning import WeightNormSparsifier
+
+    class MagnitudeSparsifier(WeightNormSparsifier):
+        """WeightNormSparsifier (L1, 1×1 blocks) that also takes 3-D/4-D kernels.
+
+        The stock class computes masks over the last two dimensions only (Linear weights);
+        a kernel is viewed as (out_channels, fan_in) so the mask is unstructured over the
+        whole tensor, as for a Linear layer.
+        """
+
+        def __init__(self, sparsity_level: float):
+            super().__init__(sparsity_level=sparsity_level, sparse_block_shape=(1, 1), zeros_per_block=1, norm=1)
+
+        def update_mask(self, module, tensor_name, sparsity_level, sparse_block_shape, zeros_per_block, **kwargs):
+            weight = getattr(module, tensor_name)
+            if weight.dim() == 2:
+                return super().update_mask(module, tensor_name, sparsity_level, sparse_block_shape, zeros_per_block, **kwargs)
+            mask = getattr(module.parametrizations, tensor_name)[0].mask
+            if sparsity_level <= 0:
+                mask.data = torch.ones_like(mask)
+                return
+            ww = self.norm_fn(weight).reshape(weight.shape[0], -1)
+            m2 = self._make_tensor_mask(data=ww, input_shape=ww.shape, sparsity_level=sparsity_level,
+                                        sparse_block_shape=sparse_block_shape)
+            mask.data = m2.reshape(mask.shape).to(mask.dtype)
+
+    return MagnitudeSparsifier
+
+
+def finetune(model: nn.Module, train: tuple[np.ndarray, np.ndarray], epochs: int, *, seed: int,
+             after_step=None, progress=None, lr: float = FINETUNE_LR) -> dict:
+    """A short fine-tune on the training split (no validation-based selection: val stays held out)."""
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    return fit(model, train, None, cfg, keep_best=False, after_step=after_step,
+               progress=(lambda e, n, rec: progress(e, n)) if progress else None)
+
+
+def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarray, np.ndarray], *,
+                       epochs: int, seed: int = 0, progress=None) -> tuple[nn.Module, PruneInfo]:
+    """Magnitude-prune every Conv/Linear weight to ``sparsity`` (per tensor), fine-tune, squash."""
+    from torch.ao.pruning.scheduler.cubic_scheduler import CubicSL
+
+    model = copy.deepcopy(model)
+    before = param_count(model)[0]
+    layers = prunable_weights(model)
+    if not layers:
+        raise ExportError("the model has no Conv/Linear layer to prune")
+    sparsifier = _sparsifier_class()(sparsity)
+    sparsifier.prepare(model, config=[{"tensor_fqn": f"{name}.weight"} for name, _ in layers])
+    steps = epochs * ((len(train[1]) + 63) // 64)
+    history: dict = {}
+    if steps > 0:
+        t_end = max(1, int(SCHEDULE_END * steps))
+        scheduler = CubicSL(sparsifier, init_sl=0.0, init_t=0, delta_t=1, total_t=t_end, initially_zero=False)
+
+        def after_step() -> None:
+            sparsifier.step()
+            scheduler.step()
+
+        history = finetune(model, train, epochs, seed=seed, after_step=after_step, progress=progress)
+        schedule = f"cubic (CubicSL) 0 -> {sparsity:g} over {t_end} of {steps} fine-tune steps"
+    else:
+        schedule = "one-shot (no fine-tune)"
+    for g in sparsifier.groups:  # the masks must end exactly at the target
+        g["sparsity_level"] = sparsity
+    sparsifier.step()
+    sparsifier.squash_mask()
+    model.eval()
+    info = PruneInfo(method="unstructured", requested=sparsity, finetune_epochs=epochs,
+                     tool="torch.ao.pruning WeightNormSparsifier (L1 magnitude, per tensor, 1x1 blocks)",
+                     schedule=schedule, torch_zero_fraction=weight_zero_fraction(model),
+                     params_before=before, params_after=param_count(model)[0],
+                     history=history.get("epochs", []) if history else [])
+    return model, info
+
+
+def prune_structured(model: nn.Module, sparsity: float, train: tuple[np.ndarray, np.ndarray], *,
+                     epochs: int, example: torch.Tensor, seed: int = 0, progress=None) -> tuple[nn.Module, PruneInfo]:
+    """Remove ``sparsity`` of the channels of every layer but the classifier (torch-pruning), fine-tune."""
+    import torch_pruning as tp
+
+    model = copy.deepcopy(model).eval()
+    before = param_count(model)[0]
+    out_features = model(example).shape[-1]
+    ignored = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == out_features]
+    try:
+        pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.MagnitudeImportance(p=1),
+                                      pruning_ratio=sparsity, ignored_layers=ignored, global_pruning=False)
+        pruner.step()
+    except Exception as e:  # torch-pruning raises many types on graphs it cannot trace
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ExportError(f"torch-pruning cannot prune this model structurally ({type(e).__name__}: {first})") from None
+    history: dict = {}
+    if epochs > 0:
+        history = finetune(model, train, epochs, seed=seed, progress=progress)
+    model.eval()
+    info = PruneInfo(method="structured", requested=sparsity, finetune_epochs=epochs,
+                     tool="torch-pruning MetaPruner (L1 magnitude importance, channel ratio per layer, classifier kept)",
+                     schedule="one-shot channel removal, then fine-tune" if epochs else "one-shot (no fine-tune)",
+                     torch_zero_fraction=weight_zero_fraction(model),
+                     params_before=before, params_after=param_count(model)[0],
+                     history=history.get("epochs", []) if history else [])
+    return model, info
+
+
+def prepare_level(model: nn.Module, sparsity: float, method: str, train, *, epochs: int, example: torch.Tensor,
+                  seed: int = 0, progress=None) -> tuple[nn.Module, PruneInfo]:
+    """The PyTorch model of one sparsity level (a copy; ``model`` is left untouched)."""
+    if sparsity <= 0:
+        m = copy.deepcopy(model).eval()
+        total = param_count(m)[0]
+        return m, PruneInfo(method="none", requested=0.0, finetune_epochs=0, tool="", schedule="",
+                            torch_zero_fraction=weight_zero_fraction(m), params_before=total, params_after=total)
+    if method == "unstructured":
+        return prune_unstructured(model, sparsity, train, epochs=epochs, seed=seed, progress=progress)
+    if method == "structured":
+        return prune_structured(model, sparsity, train, epochs=epochs, example=example, seed=seed, progress=progress)
+    raise ExportError(f"unknown pruning method '{method}': expected unstructured or structured")

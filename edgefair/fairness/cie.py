@@ -1,0 +1,84 @@
+"""Compression-identified exemplars (Hooker et al. 2020, "Characterising bias in
+compressed models").
+
+With a population of models per side (several training seeds), a CIE is a test
+example whose modal label among the compressed models differs from the modal label
+among the reference models. With one model per side this reduces to the examples
+whose predicted label differs. Ties in the mode go to the smallest class id (the
+paper does not say; with an odd population size ties are rarer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgefair.fairness.groups import GroupTable
+from edgefair.fairness.intervals import wilson
+from edgefair.fairness.result import CIEGroupShare, CIEResult
+
+
+def modal_labels(preds: Sequence[np.ndarray], n_classes: int) -> np.ndarray:
+    """Per example, the most frequent label across the models (ties: smallest id)."""
+    stack = np.vstack([np.asarray(p, dtype=np.int64) for p in preds])  # (models, n)
+    n = stack.shape[1]
+    votes = np.zeros((n, n_classes), dtype=np.int64)
+    np.add.at(votes, (np.broadcast_to(np.arange(n), stack.shape), stack), 1)
+    return votes.argmax(axis=1)  # argmax returns the first maximum
+
+
+def _accuracy(y_true: np.ndarray, y_pred: np.ndarray, mask: np.ndarray) -> float | None:
+    return float((y_true[mask] == y_pred[mask]).mean()) if mask.any() else None
+
+
+def compression_identified_exemplars(
+    y_true: np.ndarray,
+    reference_preds: Sequence[np.ndarray],
+    compressed_preds: Sequence[np.ndarray],
+    tables: Sequence[GroupTable],
+    n_classes: int,
+    *,
+    alpha: float = 0.05,
+) -> CIEResult:
+    """CIEs, accuracy on and off them, and each group's share among them vs the test set."""
+    ref = modal_labels(reference_preds, n_classes)
+    comp = modal_labels(compressed_preds, n_classes)
+    is_cie = ref != comp
+    n = int(y_true.size)
+    n_cie = int(is_cie.sum())
+    groups: list[CIEGroupShare] = []
+    for table in tables:
+        sizes = table.sizes
+        cie_sizes = np.bincount(table.codes[is_cie], minlength=len(table.labels))
+        for g, label in enumerate(table.labels):
+            share_test = float(sizes[g] / n)
+            share_cie = float(cie_sizes[g] / n_cie) if n_cie else None
+            groups.append(
+                CIEGroupShare(
+                    attribute=table.name,
+                    group=label,
+                    n=int(sizes[g]),
+                    share_of_test=share_test,
+                    n_cie=int(cie_sizes[g]),
+                    share_among_cie=share_cie,
+                    share_among_cie_ci=wilson(int(cie_sizes[g]), n_cie, alpha=alpha) if n_cie else None,
+                    representation_ratio=(share_cie / share_test) if share_cie is not None else None,
+                    cie_rate=float(cie_sizes[g] / sizes[g]),
+                )
+            )
+    single = len(reference_preds) == 1 and len(compressed_preds) == 1
+    return CIEResult(
+        definition="disagreement" if single else "modal-label",
+        n=n_cie,
+        share=n_cie / n,
+        indices=[int(i) for i in np.flatnonzero(is_cie)],
+        accuracy_on_cie={"compressed": _accuracy(y_true, comp, is_cie), "reference": _accuracy(y_true, ref, is_cie)},
+        accuracy_off_cie={
+            "compressed": _accuracy(y_true, comp, ~is_cie),
+            "reference": _accuracy(y_true, ref, ~is_cie),
+        },
+        groups=groups,
+        n_reference_models=len(reference_preds),
+        n_compressed_models=len(compressed_preds),
+    )

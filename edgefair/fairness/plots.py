@@ -1,0 +1,98 @@
+"""Per-group accuracy with Wilson error bars: the reference and each artefact side by side.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend state),
+so it works headless and inside other programs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from edgefair.fairness.result import AuditResult
+
+FORMATS = {".png": "png", ".svg": "svg"}
+
+
+def _named(results: Mapping[str, AuditResult] | Sequence[AuditResult]) -> list[tuple[str, AuditResult]]:
+    if isinstance(results, Mapping):
+        return [(str(k), v) for k, v in results.items()]
+    return [(f"artefact {i + 1}", r) for i, r in enumerate(results)]
+
+
+def plot_group_accuracy(
+    results: Mapping[str, AuditResult] | Sequence[AuditResult],
+    path: str | Path,
+    *,
+    attribute: str,
+) -> Path:
+    """Plot one attribute's per-group accuracy (points, 95% Wilson bars) to PNG or SVG.
+
+    The reference series comes from the first result audited against a reference
+    (left out when the reference model's own audit, with the same group accuracies,
+    is one of the results).
+    Groups with n < min_n are drawn hollow and labelled. Returns the written path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported here: matplotlib is slow to import
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"plot path must end in .png or .svg, got {path.name!r}")
+    named = _named(results)
+    if not named:
+        raise ValueError("plot_group_accuracy needs at least one AuditResult")
+    attrs = [(name, r.attribute(attribute)) for name, r in named]  # KeyError names the attribute
+    labels = [g.group for g in attrs[0][1].groups]
+    for _, a in attrs[1:]:
+        labels += [g.group for g in a.groups if g.group not in labels]
+
+    series: list[tuple[str, dict[str, tuple[float, tuple[float, float], bool]]]] = [
+        (name, {g.group: (g.accuracy, g.accuracy_ci, g.sufficient) for g in a.groups}) for name, a in attrs
+    ]
+    with_ref = next((a for _, a in attrs if a.groups and a.groups[0].reference_accuracy is not None), None)
+    if with_ref is not None:
+        ref_values = {
+            g.group: (g.reference_accuracy, g.reference_accuracy_ci, g.sufficient)
+            for g in with_ref.groups
+            if g.reference_accuracy is not None and g.reference_accuracy_ci is not None
+        }
+        # The reference model's own audit may be among the results: do not draw it twice.
+        if not any(values == ref_values for _, values in series):
+            series.insert(0, ("reference", ref_values))
+
+    fig = Figure(figsize=(max(4.0, 1.1 * len(labels) + 2.0), 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series):
+        colour = f"C{i}"
+        for j, label in enumerate(labels):
+            if label not in values:
+                continue
+            acc, (lo, hi), sufficient = values[label]
+            x = j - 0.4 + width * (i + 0.5)
+            ax.errorbar(
+                x,
+                acc,
+                yerr=[[acc - lo], [hi - acc]],
+                fmt="o",
+                color=colour,
+                mfc=colour if sufficient else "white",
+                capsize=3,
+                label=name if j == next(k for k, lb in enumerate(labels) if lb in values) else None,
+            )
+    min_n = named[0][1].settings.min_n
+    sizes = {g.group: g.n for g in attrs[0][1].groups}
+    ax.set_xticks(
+        range(len(labels)),
+        [f"{lb}\n(n={sizes[lb]})" if lb in sizes else lb for lb in labels],
+    )
+    ax.set_ylabel("accuracy (95% Wilson interval)")
+    ax.set_title(f"Accuracy by {attribute}  (hollow: n < {min_n})")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=fmt, dpi=150)
+    return path

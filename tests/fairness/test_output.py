@@ -1,0 +1,121 @@
+"""to_dict() is strict JSON; the text table and the plot render."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgefair.fairness import audit, format_table, plot_group_accuracy
+from edgefair.fairness.result import NULL_MEANS, SCHEMA, jsonable
+from tests.fairness.synth import CLASSES, groups, labels, perturb, predict
+
+
+@pytest.fixture(scope="module")
+def results():
+    rng = np.random.default_rng(11)
+    g = groups({"light": 500, "dark": 250, "unknown": 10})
+    gender = np.array(["f", "m"], dtype=object)[rng.integers(0, 2, g.size)]
+    yt = labels(g.size, rng)
+    yt[yt == 1] = 0  # class "disgust" never occurs: recall/FNR undefined, excluded from CEV
+    ref = predict(yt, g, {"light": 0.9, "dark": 0.88, "unknown": 0.9}, rng)
+    art = predict(yt, g, {"light": 0.9, "dark": 0.75, "unknown": 0.9}, rng)
+    kw = dict(y_true=yt, sensitive={"skin_tone": g, "gender": gender}, class_names=CLASSES, intersections=True)
+    return {
+        "torch-fp32": audit(y_pred=ref, **kw),
+        "tflite-int8-s0.5": audit(y_pred=art, reference_pred=ref, **kw),
+        "onnx-fp16-s0": audit(
+            y_pred=perturb(ref, 0.01, rng),
+            reference_pred=ref,
+            reference_population=[ref, perturb(ref, 0.02, rng), perturb(ref, 0.02, rng)],
+            compressed_population=[perturb(ref, 0.03, rng) for _ in range(3)],
+            **kw,
+        ),
+    }
+
+
+def test_to_dict_is_strict_json(results):
+    for r in results.values():
+        d = r.to_dict()
+        text = json.dumps(d, allow_nan=False)
+        back = json.loads(text)
+        assert back["schema"] == SCHEMA and back["null_means"] == NULL_MEANS
+        assert back["verdict"]["label"] in {"pass", "gap-widened", "accuracy-drop", "insufficient-evidence"}
+
+
+def test_to_dict_uses_none_for_undefined_values(results):
+    d = results["tflite-int8-s0.5"].to_dict()
+    assert d["recall"]["disgust"] is None  # no test sample of the class
+    es = d["reference"]["error_shift"]
+    assert es["excluded_classes"]["disgust"] == "no test sample of this class: FNR undefined"
+    assert es["cev"] is not None
+    small = [c for c in d["comparisons"] if "unknown" in (c["group"], c["other"])]
+    assert small and all(c["p_value"] is None and c["significant"] is None for c in small)
+    assert d["settings"]["n_boot"] is None and d["settings"]["interval_method"] == "newcombe"
+    assert d["verdict"]["label"] == "gap-widened"
+    assert d["reference"]["cie"]["definition"] == "disagreement"
+    assert results["onnx-fp16-s0"].to_dict()["reference"]["cie"]["definition"] == "modal-label"
+
+
+def test_jsonable_replaces_nan_and_inf():
+    assert jsonable({"a": float("nan"), "b": [np.float64("inf"), np.int64(3)], 1: (np.bool_(True),)}) == {
+        "a": None,
+        "b": [None, 3],
+        "1": [True],
+    }
+
+
+def test_format_table(results):
+    text = format_table(results["tflite-int8-s0.5"])
+    assert text.startswith("Fairness audit: n=760, 7 classes, alpha=0.05, Holm over ")
+    assert "skin_tone - max-min gap" in text
+    assert "skin_tone×gender" in text  # intersection named in the order of `sensitive`
+    assert "unknown (n<30)" in text and "(untested)" in text
+    assert "verdict: gap-widened" in text
+    assert "CEV " in text and "excluded: disgust (no test sample of this class: FNR undefined)" in text
+    plain = format_table(results["torch-fp32"])
+    assert "ref acc" not in plain and "no reference_pred" in plain
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plot_group_accuracy(results, tmp_path, suffix):
+    out = plot_group_accuracy(results, tmp_path / f"skin{suffix}", attribute="skin_tone")
+    data = out.read_bytes()
+    assert len(data) > 1000
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG")
+    else:
+        assert b"<svg" in data[:1000]
+
+
+def test_plot_accepts_a_list_and_rejects_bad_paths(results, tmp_path):
+    out = plot_group_accuracy(list(results.values()), tmp_path / "sub" / "g.png", attribute="gender")
+    assert out.exists()
+    with pytest.raises(ValueError, match=r"^plot path must end in \.png or \.svg, got 'g\.pdf'$"):
+        plot_group_accuracy(results, tmp_path / "g.pdf", attribute="gender")
+    with pytest.raises(KeyError, match="no attribute 'race'"):
+        plot_group_accuracy(results, tmp_path / "g.png", attribute="race")
+    with pytest.raises(ValueError, match="needs at least one AuditResult"):
+        plot_group_accuracy([], tmp_path / "g.png", attribute="gender")
+
+
+def test_plot_draws_reference_once(results, tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    labels_seen: list[str] = []
+    original = Axes.errorbar
+
+    def spy(self, *args, **kwargs):
+        if kwargs.get("label"):
+            labels_seen.append(kwargs["label"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "errorbar", spy)
+    plot_group_accuracy(results, tmp_path / "a.png", attribute="skin_tone")
+    # torch-fp32 is the reference's own audit: no separate "reference" series
+    assert labels_seen == ["torch-fp32", "tflite-int8-s0.5", "onnx-fp16-s0"]
+    labels_seen.clear()
+    subset = {k: v for k, v in results.items() if k != "torch-fp32"}
+    plot_group_accuracy(subset, tmp_path / "b.png", attribute="skin_tone")
+    assert labels_seen == ["reference", "tflite-int8-s0.5", "onnx-fp16-s0"]
