@@ -28,7 +28,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = [CLIError, DatasetError, CheckpointError, FileNotFoundError, PermissionError]
     for mod, name in (("edgefair.export.errors", "ExportError"), ("edgefair.devices.base", "DeviceError"),
                       ("edgefair.fairness.inputs", "AuditInputError"), ("edgefair.bench.config", "ConfigError"),
-                      ("edgefair.bench.store", "StoreError")):
+                      ("edgefair.bench.store", "StoreError"), ("edgefair.bench.report", "ReportError"),
+                      ("edgefair.bench.gate", "GateError")):
         try:
             types.append(getattr(__import__(mod, fromlist=[name]), name))
         except (ImportError, AttributeError):
@@ -57,7 +58,7 @@ def command_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except _expected_errors() as e:
             code = getattr(e, "exit_code", 1)
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            err.print(f"bench {name}: error: {msg}", markup=False)
+            err.print(f"bench {name}: error: {msg}", markup=False, soft_wrap=True)
             sys.exit(code)
         except Exception as e:  # a bug: one line for the user, the traceback in a file
             from edgefair.paths import cache_dir
@@ -66,7 +67,7 @@ def command_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(traceback.format_exc())
             first = str(e).splitlines()[0] if str(e) else ""
-            err.print(f"bench {name}: internal error: {type(e).__name__}: {first} (traceback in {log})", markup=False)
+            err.print(f"bench {name}: internal error: {type(e).__name__}: {first} (traceback in {log})", markup=False, soft_wrap=True)
             sys.exit(70)
 
     return wrapper

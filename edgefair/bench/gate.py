@@ -72,7 +72,8 @@ class GateBounds:
             raise ValueError(f"min_accuracy_ratio must be in (0, 1], got {self.min_accuracy_ratio!r}")
         if self.max_rss_regression is not None and not (
                 math.isfinite(self.max_rss_regression) and self.max_rss_regression >= 0):
-            raise ValueError(f"max_rss_regression must be a finite number >= 0 or None, got {self.max_rss_regression!r}")
+            raise ValueError(
+                f"max_rss_regression must be a finite number >= 0 or None, got {self.max_rss_regression!r}")
 
 
 @dataclass
@@ -148,7 +149,8 @@ def _normalise(raw: dict[str, Any], where: str) -> dict[str, Any]:
         raise GateError(f"{where}: a row lacks 'artifact' or 'device': {json.dumps(raw, default=str)[:200]}")
     row = {"artifact": str(raw["artifact"]), "device": str(raw["device"])}
     for key in ("size_bytes", "p90_s", "peak_rss_kb", "accuracy", "largest_gap"):
-        row[key] = _num(raw.get(key), where, key)
+        v = _num(raw.get(key), where, key)
+        row[key] = int(v) if v is not None and key in ("size_bytes", "peak_rss_kb") and v.is_integer() else v
     row["status"] = str(raw.get("status") or "ok")
     row["valid"] = bool(raw.get("valid", True))
     row["emulated"] = bool(raw.get("emulated", False))
@@ -204,7 +206,8 @@ def load_side(path: Path) -> list[dict[str, Any]]:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
-            raise GateError(f"{path}: not JSON ({e}); a results database must end in {', '.join(DB_SUFFIXES)}") from None
+            raise GateError(
+                f"{path}: not JSON ({e}); a results database must end in {', '.join(DB_SUFFIXES)}") from None
         rows = _json_rows(path, doc)
     seen: set[tuple[str, str]] = set()
     for r in rows:
@@ -226,13 +229,17 @@ def export_gate_json(db: Path, path: Path) -> Path:
                   "accuracy": "fraction", "largest_gap": "fraction (0.02 = 2 accuracy points)"},
         "rows": [{k: r[k] for k in ROW_KEYS} for r in sorted(rows, key=lambda r: (r["device"], r["artifact"]))],
     }
+    # One row per line: a small committed baseline with readable diffs.
+    rows_text = ",\n  ".join(json.dumps(r, allow_nan=False) for r in doc.pop("rows"))
+    head = json.dumps(doc, indent=1, allow_nan=False)[:-2]
+    text = f'{head},\n "rows": [\n  {rows_text}\n ]\n}}\n'
+    json.loads(text)  # still one valid JSON document
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, allow_nan=False)
-            f.write("\n")
+            f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -287,7 +294,8 @@ def _compare_pair(a: str, d: str, base: dict[str, Any], cur: dict[str, Any], bou
         ratio = c / b if b > 0 else 1.0
         ok = ratio >= bounds.min_accuracy_ratio - 1e-12
         out.append(GateRow(a, d, "accuracy", b, c, ratio, bounds.min_accuracy_ratio, ok,
-                           f"accuracy {100 * (c - b):+.2f} pt, ratio {ratio:.4f} (bound >= {bounds.min_accuracy_ratio})"))
+                           f"accuracy {100 * (c - b):+.2f} pt, ratio {ratio:.4f} "
+                           f"(bound >= {bounds.min_accuracy_ratio})"))
     b, c = base["largest_gap"], cur["largest_gap"]
     if b is None:
         out.append(GateRow(a, d, "largest_gap", b, c, None, bounds.max_gap_increase_pt, True,

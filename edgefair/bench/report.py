@@ -48,7 +48,8 @@ RULE = (
     "device latencies are not comparable, so the smallest gzip size decides."
 )
 VERDICTS = {
-    "pass": "no gap grew by ≥ 2 points (Holm-significant), accuracy ≥ 99% of the reference, every group large enough",
+    "pass": ("no gap grew by ≥ 2 points (Holm-significant), accuracy ≥ 99% of the reference, "
+             "every group large enough"),
     "insufficient-evidence": "some group has n < min_n: the audit cannot call the artefact fair for everyone",
     "accuracy-drop": "accuracy below 99% of the uncompressed reference (MLPerf's rule)",
     "gap-widened": "the accuracy gap between two groups grew by ≥ 2 points, Holm-significant",
@@ -200,6 +201,10 @@ def load_rows(db_path: Path) -> list[ReportRow]:
         key = (au["artifact_id"], au["device"])
         if key not in latest or au["created_at"] >= latest[key]["created_at"]:
             latest[key] = au
+    # An eval-only run (predictions for an audit, no timing) is shown only when the
+    # artefact has no timed run on that device.
+    timed = {(r["artifact_id"], r["device"]) for r in runs if r.get("p50_s") is not None}
+    runs = [r for r in runs if r.get("p50_s") is not None or (r["artifact_id"], r["device"]) not in timed]
     rows = []
     for r in runs:
         rows.append(_row(r, artifacts.get(r["artifact_id"]),
@@ -670,7 +675,7 @@ def _md_cell(text: Any) -> str:
 
 
 def _markdown(ctx: _Context) -> str:
-    out = [f"# edgefair benchmark report", "",
+    out = ["# edgefair benchmark report", "",
            f"Generated {ctx.generated} from `{ctx.db_path}`: {ctx.counts}. "
            f"The same report with embedded figures: [report.html](report.html).", "",
            "## Recommendation", "", f"Rule: {RULE}", ""]
@@ -717,8 +722,9 @@ CSS = """
 * { box-sizing: border-box; }
 body { font-family: "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: var(--fg); background: var(--bg);
        margin: 0 auto; padding: 20px 28px 60px; max-width: 1360px; font-size: 14px; line-height: 1.45; }
-h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 19px; margin: 32px 0 10px; border-bottom: 1px solid var(--line);
-padding-bottom: 4px; } h3 { font-size: 15px; margin: 18px 0 6px; }
+h1 { font-size: 24px; margin: 0 0 4px; }
+h2 { font-size: 19px; margin: 32px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
 .meta { color: var(--muted); margin: 0 0 14px; } code { font-family: "DejaVu Sans Mono", monospace; font-size: 12.5px; }
 .recs { list-style: none; padding: 0; margin: 0; }
 .recs li { border: 1px solid var(--line); border-left: 6px solid #1a7f37; background: #f4fbf6; padding: 8px 12px;

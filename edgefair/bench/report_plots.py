@@ -112,7 +112,8 @@ def pareto_figure(device: str, points: Sequence[ParetoPoint], *, emulated: bool,
         for i, p in enumerate(sorted(optimal, key=lambda p: (getattr(p, attr), -p.accuracy))):
             label = p.name + ("  \u2605 recommended" if p.recommended else "")
             right = getattr(p, attr) > mid  # label to the left of points in the right half
-            ax.annotate(label, (getattr(p, attr), 100 * p.accuracy), xytext=(-9 if right else 9, 7 if i % 2 == 0 else -13),
+            offset = (-9 if right else 9, 7 if i % 2 == 0 else -13)
+            ax.annotate(label, (getattr(p, attr), 100 * p.accuracy), xytext=offset,
                         textcoords="offset points", fontsize=8, zorder=5, ha="right" if right else "left",
                         fontweight="bold" if p.recommended else "normal",
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})

@@ -161,6 +161,16 @@ class Store:
         q = "SELECT 1 FROM audits WHERE artifact_id=? AND device=? AND settings_key=?"
         return self._conn.execute(q, (artifact_id, device, settings_key(settings))).fetchone() is not None
 
+    def get_audit(self, artifact_id: str, device: str, settings: dict[str, Any]) -> dict[str, Any] | None:
+        q = "SELECT * FROM audits WHERE artifact_id=? AND device=? AND settings_key=?"
+        row = self._conn.execute(q, (artifact_id, device, settings_key(settings))).fetchone()
+        return None if row is None else dict(row)
+
+    def runs_for(self, artifact_id: str, device: str) -> list[dict[str, Any]]:
+        """Runs of one artefact on one device, newest first."""
+        q = "SELECT * FROM runs WHERE artifact_id=? AND device=? ORDER BY created_at DESC"
+        return [dict(r) for r in self._conn.execute(q, (artifact_id, device))]
+
     def artifacts(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._conn.execute("SELECT * FROM artifacts ORDER BY name")]
 
@@ -171,19 +181,44 @@ class Store:
         return [dict(r) for r in self._conn.execute("SELECT * FROM audits ORDER BY artifact_id, device")]
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """One row per artefact × device with its latest run and audit (what report and gate read)."""
-        q = """
-        SELECT a.artifact_id, a.name, a.target, a.format, a.precision, a.sparsity_requested, a.sparsity_measured,
-               a.size_bytes, a.gzip_bytes, a.params_total, a.params_nonzero,
-               r.device, r.status, r.error, r.p50_s, r.p90_s, r.p99_s, r.mean_s, r.n, r.peak_rss_kb,
-               r.accuracy AS run_accuracy, r.valid, r.emulated,
-               au.verdict, au.accuracy AS audit_accuracy, au.largest_gap, au.gap_lo, au.gap_hi, au.gap_attribute
-        FROM artifacts a
-        JOIN runs r ON r.artifact_id = a.artifact_id
-        LEFT JOIN audits au ON au.artifact_id = a.artifact_id AND au.device = r.device
-        ORDER BY a.name, r.device
+        """One row per artefact × device: its newest timed run (else newest run) and newest audit.
+
+        An eval-only run (predictions for an audit, no timing) stands in only when the
+        artefact has no timed run on that device.
         """
-        return [dict(r) for r in self._conn.execute(q)]
+        arts = {a["artifact_id"]: a for a in self.artifacts()}
+        best_run: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in self.runs():
+            key = (r["artifact_id"], r["device"])
+            cur = best_run.get(key)
+            rank = (r["p50_s"] is not None, r["status"] == "ok", r["created_at"])
+            if cur is None or rank > (cur["p50_s"] is not None, cur["status"] == "ok", cur["created_at"]):
+                best_run[key] = r
+        best_audit: dict[tuple[str, str], dict[str, Any]] = {}
+        for au in self.audits():
+            key = (au["artifact_id"], au["device"])
+            if key not in best_audit or au["created_at"] >= best_audit[key]["created_at"]:
+                best_audit[key] = au
+        rows = []
+        for key, r in best_run.items():
+            a = arts.get(key[0])
+            if a is None:
+                continue
+            au = best_audit.get(key) or {}
+            rows.append({
+                **{k: a[k] for k in ("artifact_id", "name", "target", "format", "precision", "sparsity_requested",
+                                     "sparsity_measured", "size_bytes", "gzip_bytes", "params_total", "params_nonzero")},
+                **{k: r[k] for k in ("device", "status", "error", "p50_s", "p90_s", "p99_s", "mean_s", "n",
+                                     "peak_rss_kb", "valid", "emulated")},
+                "run_accuracy": r["accuracy"],
+                "verdict": au.get("verdict"), "audit_accuracy": au.get("accuracy"), "largest_gap": au.get("largest_gap"),
+                "gap_lo": au.get("gap_lo"), "gap_hi": au.get("gap_hi"), "gap_attribute": au.get("gap_attribute"),
+            })
+        rows.sort(key=lambda x: (x["name"], x["device"]))
+        return rows
+
+    def stages(self) -> list[dict[str, Any]]:
+        return [{**dict(r), "detail": json.loads(r["detail_json"])} for r in self._conn.execute("SELECT * FROM stages ORDER BY created_at")]
 
     def integrity_ok(self) -> bool:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

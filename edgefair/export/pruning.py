@@ -1,11 +1,19 @@
 """Magnitude pruning before export: unstructured (torch.ao.pruning) or structured (torch-pruning).
 
 Unstructured: a :class:`MagnitudeSparsifier` (torch.ao.pruning's ``WeightNormSparsifier``
-with L1 norm and 1×1 blocks, extended to convolution kernels) prunes every Conv/Linear
-weight to the requested level on a cubic schedule (``CubicSL``, Zhu & Gupta 2017) that
+with L1 norm and 1×1 blocks, extended to convolution kernels) prunes the Conv/Linear
+weights to the requested level on a cubic schedule (``CubicSL``, Zhu & Gupta 2017) that
 reaches the target after 60 % of the fine-tune steps, so the last 40 % recover accuracy at
 full sparsity; the masks are then squashed into the weights (permanent zeros). Without
 fine-tuning it is one-shot magnitude pruning.
+
+The magnitude threshold is global (one ranking over all kernels, the semantics of
+``torch.nn.utils.prune.global_unstructured``) rather than the same level in every tensor:
+on a small FER CNN, uniform 90 % leaves the first convolution one tap per filter and
+collapses the model (measured on synthfer, cnn 94 k params, 1 fine-tune epoch: 0.19
+validation accuracy per layer vs 0.77 global, dense 0.82). The overall fraction of zero
+weights equals the requested level exactly either way; ``scope="layer"`` gives the uniform
+variant.
 
 Structured: torch-pruning's ``MetaPruner`` with L1 magnitude importance removes the
 requested fraction of output channels of every Conv/Linear layer except the classifier,
@@ -85,8 +93,29 @@ def _sparsifier_class():
         whole tensor, as for a Linear layer.
         """
 
-        def __init__(self, sparsity_level: float):
+        def __init__(self, sparsity_level: float, scope: str = "layer"):
             super().__init__(sparsity_level=sparsity_level, sparse_block_shape=(1, 1), zeros_per_block=1, norm=1)
+            self.scope = scope
+
+        def step(self, use_path: bool = True) -> None:
+            """``layer``: every tensor at the level (stock behaviour); ``global``: one threshold for all."""
+            if self.scope != "global":
+                return super().step(use_path)
+            if not self.enable_mask_update:
+                return
+            with torch.no_grad():
+                level = float(self.groups[0]["sparsity_level"])
+                mags = [self.norm_fn(getattr(g["module"], g["tensor_name"])).flatten() for g in self.groups]
+                flat = torch.cat(mags)
+                keep = torch.ones_like(flat, dtype=torch.bool)
+                k = int(round(level * flat.numel()))
+                if k > 0:
+                    keep[torch.topk(flat, k, largest=False).indices] = False
+                start = 0
+                for g, m in zip(self.groups, mags):
+                    mask = getattr(g["module"].parametrizations, g["tensor_name"])[0].mask
+                    mask.data = keep[start:start + m.numel()].reshape(mask.shape).to(mask.dtype)
+                    start += m.numel()
 
         def update_mask(self, module, tensor_name, sparsity_level, sparse_block_shape, zeros_per_block, **kwargs):
             weight = getattr(module, tensor_name)
@@ -113,8 +142,9 @@ def finetune(model: nn.Module, train: tuple[np.ndarray, np.ndarray], epochs: int
 
 
 def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarray, np.ndarray], *,
-                       epochs: int, seed: int = 0, progress=None) -> tuple[nn.Module, PruneInfo]:
-    """Magnitude-prune every Conv/Linear weight to ``sparsity`` (per tensor), fine-tune, squash."""
+                       epochs: int, seed: int = 0, progress=None, scope: str = "global",
+                       lr: float = FINETUNE_LR) -> tuple[nn.Module, PruneInfo]:
+    """Magnitude-prune the Conv/Linear weights to ``sparsity`` overall (``scope``: global | layer), fine-tune, squash."""
     from torch.ao.pruning.scheduler.cubic_scheduler import CubicSL
 
     model = copy.deepcopy(model)
@@ -122,7 +152,7 @@ def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarra
     layers = prunable_weights(model)
     if not layers:
         raise ExportError("the model has no Conv/Linear layer to prune")
-    sparsifier = _sparsifier_class()(sparsity)
+    sparsifier = _sparsifier_class()(sparsity, scope)
     sparsifier.prepare(model, config=[{"tensor_fqn": f"{name}.weight"} for name, _ in layers])
     steps = epochs * ((len(train[1]) + 63) // 64)
     history: dict = {}
@@ -134,7 +164,7 @@ def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarra
             sparsifier.step()
             scheduler.step()
 
-        history = finetune(model, train, epochs, seed=seed, after_step=after_step, progress=progress)
+        history = finetune(model, train, epochs, seed=seed, after_step=after_step, progress=progress, lr=lr)
         schedule = f"cubic (CubicSL) 0 -> {sparsity:g} over {t_end} of {steps} fine-tune steps"
     else:
         schedule = "one-shot (no fine-tune)"
@@ -144,7 +174,7 @@ def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarra
     sparsifier.squash_mask()
     model.eval()
     info = PruneInfo(method="unstructured", requested=sparsity, finetune_epochs=epochs,
-                     tool="torch.ao.pruning WeightNormSparsifier (L1 magnitude, per tensor, 1x1 blocks)",
+                     tool=f"torch.ao.pruning WeightNormSparsifier (L1 magnitude, {scope} threshold, 1x1 blocks)",
                      schedule=schedule, torch_zero_fraction=weight_zero_fraction(model),
                      params_before=before, params_after=param_count(model)[0],
                      history=history.get("epochs", []) if history else [])

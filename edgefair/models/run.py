@@ -31,6 +31,7 @@ class TrainRequest:
     channels: int = 1
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     teacher: Path | None = None
+    tags: dict[str, Any] = field(default_factory=dict)  # stored in model.json's metrics (e.g. a sweep key)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -70,7 +71,7 @@ def train_run(req: TrainRequest, *, progress: Callable[[str, float, float], None
         seed=req.seed, epochs=req.epochs,
         metrics={"test": summary, "best_epoch": history["best_epoch"], "best_val_accuracy": history["best_val_accuracy"],
                  "train_seconds": train_s, "params": total, "nonzero_params": nonzero, "history": history["epochs"],
-                 "train_config": cfg.to_dict()},
+                 "train_config": cfg.to_dict(), **req.tags},
         teacher={"run": str(req.teacher), "checkpoint_sha256": tmeta.checkpoint_sha256,
                  "temperature": cfg.kd_temperature, "alpha": cfg.kd_alpha} if teacher is not None else None,
     )

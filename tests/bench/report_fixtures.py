@@ -199,7 +199,7 @@ def _env(device: str, fmt: str, throttled: bool, rng: np.random.Generator) -> di
         "temperature_before": {"thermal_zone0": {"type": "cpu-thermal", "temp_c": round(t0, 1)}},
         "temperature_after": {"thermal_zone0": {"type": "cpu-thermal",
                                                 "temp_c": round(t0 + (38 if throttled else rng.uniform(1, 4)), 1)}},
-        "throttled_before": 0, "throttled_after": 0x60006 if throttled else 0,
+        "throttled_before": 0, "throttled_after": 0x60006 if throttled else 0, "virtualised": False,
     })
     for key in ("throttled_before", "throttled_after"):
         env[key + "_hex"] = hex(env[key])
@@ -207,7 +207,7 @@ def _env(device: str, fmt: str, throttled: bool, rng: np.random.Generator) -> di
     if device.endswith("-emu"):
         real = agent.fingerprint()
         env.update({"cpu_model": real["cpu_model"], "board_model": None, "cores": real["cores"],
-                    "affinity": real["affinity"], "kernel": real["kernel"]})
+                    "affinity": real["affinity"], "kernel": real["kernel"], "virtualised": real["virtualised"]})
         env.update({"emulated": True, "emulation_evidence": ["machine aarch64 but /proc/cpuinfo describes an x86 CPU"],
                     "cpufreq": {"governor": None, "cur_freq_khz": None, "per_cpu": []},
                     "temperature_before": {}, "temperature_after": {}, "throttled_before": None,

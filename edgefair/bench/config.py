@@ -1,0 +1,128 @@
+"""``sweep.toml``: what a sweep trains, exports, runs and audits. Invalid keys fail loudly."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ALL_TARGETS = ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-fp16", "onnx-int8",
+               "tflite-fp32", "tflite-fp16", "tflite-int8", "tflite-dynamic")
+ARCHS = ("cnn", "mobilenetv2", "resnet18")
+PROFILES = ("quick", "standard", "mlperf")
+PRUNING = ("unstructured", "structured")
+
+
+class ConfigError(ValueError):
+    """One line naming the file, the key and the allowed values."""
+
+
+@dataclass
+class SweepConfig:
+    """Defaults: synthfer, compact CNN, every target, sparsity 0/0.5/0.75/0.9, local device."""
+
+    dataset: str = "synthfer"
+    archs: list[str] = field(default_factory=lambda: ["cnn"])
+    epochs: int = 12
+    seed: int = 0
+    targets: list[str] = field(default_factory=lambda: list(ALL_TARGETS))
+    sparsities: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.75, 0.9])
+    pruning: str = "unstructured"
+    finetune_epochs: int = 1
+    calib: int = 256
+    qat: bool = False
+    devices: list[str] = field(default_factory=lambda: ["local"])
+    profile: str = "quick"
+    threads: int = 1
+    min_runs: int | None = None
+    min_seconds: float | None = None
+    attributes: list[str] = field(default_factory=list)  # empty: every attribute of the dataset
+    intersections: bool = False
+    min_n: int = 30
+    gap_points: float = 2.0
+    min_accuracy_ratio: float = 0.99
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_toml(self) -> str:
+        """The config as TOML (what ``bench sweep --print-config`` shows)."""
+        lines = ["# bench sweep configuration (defaults). Save as sweep.toml and edit."]
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                lines.append(f"# {f.name} = (profile default)")
+                continue
+            lines.append(f"{f.name} = {_toml_value(v)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def _check_list(src: str, key: str, values: list, allowed: tuple[str, ...]) -> None:
+    for v in values:
+        if v not in allowed:
+            raise ConfigError(f"{src}: {key}: '{v}' is not allowed; allowed values: {', '.join(allowed)}")
+
+
+def validate(cfg: SweepConfig, src: str = "sweep config") -> SweepConfig:
+    """Check every key's value; raise ConfigError naming the key and the allowed values."""
+    if "all" in cfg.targets:
+        cfg.targets = list(ALL_TARGETS)
+    _check_list(src, "targets", cfg.targets, ALL_TARGETS)
+    _check_list(src, "archs", cfg.archs, ARCHS)
+    if cfg.pruning not in PRUNING:
+        raise ConfigError(f"{src}: pruning: '{cfg.pruning}' is not allowed; allowed values: {', '.join(PRUNING)}")
+    if cfg.profile not in PROFILES:
+        raise ConfigError(f"{src}: profile: '{cfg.profile}' is not allowed; allowed values: {', '.join(PROFILES)}")
+    for s in cfg.sparsities:
+        if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 <= s < 1:
+            raise ConfigError(f"{src}: sparsities: {s!r} is outside the allowed range [0, 1)")
+    if not cfg.targets or not cfg.sparsities or not cfg.devices or not cfg.archs:
+        raise ConfigError(f"{src}: targets, sparsities, devices and archs must each name at least one value")
+    for key in ("epochs", "calib", "min_n", "threads"):
+        if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) < (0 if key == "threads" else 1):
+            raise ConfigError(f"{src}: {key}: must be a positive integer, got {getattr(cfg, key)!r}")
+    if not isinstance(cfg.finetune_epochs, int) or cfg.finetune_epochs < 0:
+        raise ConfigError(f"{src}: finetune_epochs: must be an integer >= 0, got {cfg.finetune_epochs!r}")
+    return cfg
+
+
+def load_config(path: Path | None) -> SweepConfig:
+    """Read ``sweep.toml`` (None: defaults). Unknown keys and wrong types are errors."""
+    if path is None:
+        return validate(SweepConfig(), "defaults")
+    path = Path(path)
+    src = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{src}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{src}: not valid TOML ({e})") from None
+    known = {f.name: f for f in fields(SweepConfig)}
+    defaults = SweepConfig()
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{src}: unknown key '{key}'; allowed keys: {', '.join(known)}")
+        want = getattr(defaults, key)
+        if isinstance(want, list) and not isinstance(value, list):
+            value = [value]
+        if isinstance(want, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{src}: {key}: expected true or false, got {value!r}")
+        if isinstance(want, str) and not isinstance(value, str):
+            raise ConfigError(f"{src}: {key}: expected a string, got {value!r}")
+        if isinstance(want, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        kwargs[key] = value
+    return validate(SweepConfig(**kwargs), src)

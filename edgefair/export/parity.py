@@ -1,0 +1,108 @@
+"""Parity at export: run each artefact with its real runtime through the agent's own code path.
+
+The agent's ``make_runner`` / ``preprocess`` / ``dequantise`` (edgefair/runtimes/agent.py) are
+called in-process on a held-out sample of the validation split, so an artefact that passes
+here is fed exactly as on a device; its logits are compared with the PyTorch model it was
+exported from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+FP32_GATE = 0.995
+
+
+@dataclass
+class Parity:
+    n: int
+    agreement: float
+    max_abs_logit_diff: float
+    val_accuracy: float
+    reference_val_accuracy: float
+    reference: str
+    runtime: str
+    gate: float | None
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_artifact(folder: Path, manifest: Mapping[str, Any], images_u8: np.ndarray, *, quiet=None) -> tuple[np.ndarray, str]:
+    """Logits (N, classes) of the artefact on uint8 NHWC images, one image per invoke as the agent does."""
+    from edgefair.runtimes import agent as A
+
+    fmt = manifest["format"]
+    path = Path(folder) / manifest["model_file"]
+    # one thread, as the agent's default: batch-1 inference on a shared machine
+    runner = A.make_runner(fmt, str(path), 1, dict(manifest))
+    q = quiet if quiet is not None else _null
+    torch_threads = None
+    if fmt == "torch":
+        import torch
+
+        torch_threads = torch.get_num_threads()  # the runner sets it process-wide: restore after
+    try:
+        with q():  # runtimes print their own banners (XNNPACK delegate, deprecation warnings)
+            runner.load()
+            x = A.preprocess(images_u8, manifest, runner)
+            out = [A.dequantise(runner.run_one(x[:1]), runner).reshape(-1)]
+        for i in range(1, x.shape[0]):
+            out.append(A.dequantise(runner.run_one(x[i:i + 1]), runner).reshape(-1))
+    finally:
+        mode = getattr(runner, "_mode", None)
+        if mode is not None:  # TorchRunner enters inference mode for its whole run
+            mode.__exit__(None, None, None)
+        if torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+    return np.stack(out).astype(np.float32), f"{runner.name} {runner.version}"
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def compare(logits: np.ndarray, ref_logits: np.ndarray, labels: np.ndarray, *, reference: str, runtime: str,
+            gate: float | None) -> Parity:
+    agree = float((logits.argmax(1) == ref_logits.argmax(1)).mean()) if len(labels) else float("nan")
+    diff = float(np.max(np.abs(logits - ref_logits))) if logits.size else 0.0
+    return Parity(n=int(len(labels)), agreement=agree, max_abs_logit_diff=diff,
+                  val_accuracy=float((logits.argmax(1) == labels).mean()),
+                  reference_val_accuracy=float((ref_logits.argmax(1) == labels).mean()),
+                  reference=reference, runtime=runtime, gate=gate,
+                  passed=gate is None or agree >= gate)
+
+
+def diagnose(logits: np.ndarray, images_u8: np.ndarray, prep: Mapping[str, Any],
+             reference_fn: Callable[[np.ndarray], np.ndarray]) -> str:
+    """Name the likely cause of an fp32 mismatch by re-running the reference on mis-fed inputs.
+
+    ``reference_fn``: float32 NCHW -> logits of the PyTorch model.
+    """
+    u = images_u8.astype(np.float32)
+    mean, std = float(prep["mean"]), float(prep["std"])
+    good = ((u / 255.0 - mean) / std)
+    tries = {
+        "normalisation: the artefact behaves as if fed pixel/255 without (x-mean)/std": u / 255.0,
+        "normalisation: the artefact behaves as if fed raw 0..255 pixels": u,
+        "normalisation: the artefact behaves as if (x-mean)/std were applied twice": (good - mean) / std,
+        "layout: the artefact behaves as if height and width were swapped (NCHW/NHWC transpose)": good.transpose(0, 2, 1, 3),
+    }
+    pred = logits.argmax(1)
+    for cause, x in tries.items():
+        ref = reference_fn(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
+        if float((ref.argmax(1) == pred).mean()) >= FP32_GATE:
+            return cause
+    return ("likely cause: input layout (manifest NCHW/NHWC vs the model's) or normalisation "
+            "(manifest mean/std vs what the model was trained on), or a converter bug")

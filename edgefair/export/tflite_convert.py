@@ -1,0 +1,248 @@
+"""ONNX -> TFLite with onnx2tf, one conversion per sparsity level for all four TFLite targets.
+
+onnx2tf and TensorFlow run in a separate worker process (spawned once per export, its
+stdout/stderr — C++ logging included — pointed at ``export.log`` before anything is
+imported). That keeps the terminal clean, keeps TensorFlow's ~1 GB and global state out of
+the caller, lets the next level's fine-tune run while a level converts, and turns a crash
+inside the converter into a failed target rather than a dead CLI.
+
+Calibration for full-integer quantisation: NHWC float32 in [0, 1] (pixel/255) saved as
+``.npy`` and passed with the preprocessing mean/std as ``custom_input_op_name_np_data_path``;
+onnx2tf feeds (x − mean)/std to the converter, which is exactly what the agent computes
+before it quantises with the TFLite input scale/zero-point.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+# onnx2tf output suffix -> target
+VARIANTS = {
+    "tflite-fp32": "_float32.tflite",
+    "tflite-fp16": "_float16.tflite",
+    "tflite-dynamic": "_dynamic_range_quant.tflite",
+    "tflite-int8": "_full_integer_quant.tflite",
+}
+
+
+def warm_up() -> str:
+    """Import onnx2tf/TensorFlow ahead of the first conversion (overlaps the first fine-tune)."""
+    import onnx2tf  # noqa: F401
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def convert(onnx_path: str, work_dir: str, calib_npy: str | None, mean: list[float], std: list[float],
+            input_name: str, want: list[str]) -> dict[str, Any]:
+    """One onnx2tf run; returns {target: tflite path} for the variants in ``want``, and errors.
+
+    Raises when onnx2tf fails as a whole; a variant it did not write is reported in
+    ``errors`` with the last warning onnx2tf logged about it.
+    """
+    import numpy as np
+    import onnx2tf
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    want_int = any(t in ("tflite-int8", "tflite-dynamic") for t in want)
+    kwargs: dict[str, Any] = dict(
+        input_onnx_file_path=onnx_path, output_folder_path=str(work), non_verbose=True,
+        output_dynamic_range_quantized_tflite="tflite-dynamic" in want,
+    )
+    if "tflite-int8" in want:
+        if calib_npy is None:
+            raise ValueError("full-integer quantisation needs calibration data")
+        kwargs.update(
+            output_integer_quantized_tflite=True,
+            input_quant_dtype="int8", output_quant_dtype="int8", quant_type="per-channel",
+            custom_input_op_name_np_data_path=[[input_name, calib_npy,
+                                                np.asarray(mean, np.float32).reshape(1, 1, 1, -1),
+                                                np.asarray(std, np.float32).reshape(1, 1, 1, -1)]],
+        )
+    print(f"onnx2tf.convert({onnx_path}) -> {work} want={want} int={want_int}", flush=True)
+    tee = _Tee(sys.stdout)
+    sys.stdout = tee
+    try:
+        onnx2tf.convert(**kwargs)
+    except SystemExit as e:  # onnx2tf calls sys.exit(1) after printing the reason
+        raise RuntimeError(tee.last_error() or f"onnx2tf exited with status {e.code}") from None
+    except Exception as e:
+        reason = tee.last_error()
+        if reason:
+            raise RuntimeError(f"{reason} ({type(e).__name__})") from None
+        raise
+    finally:
+        sys.stdout = tee.inner
+    stem = Path(onnx_path).stem
+    out: dict[str, Any] = {"files": {}, "errors": {}}
+    for target in want:
+        p = work / f"{stem}{VARIANTS[target]}"
+        if p.exists() and p.stat().st_size > 0:
+            out["files"][target] = str(p)
+        else:
+            out["errors"][target] = f"onnx2tf wrote no {p.name} (see export.log)"
+    sys.stdout.flush()
+    return out
+
+
+class _Tee:
+    """sys.stdout wrapper that remembers onnx2tf's last ERROR line (its own reason for failing)."""
+
+    _ansi = None
+
+    def __init__(self, inner):
+        import collections
+        import re
+
+        self.inner = inner
+        self.tail: collections.deque[str] = collections.deque(maxlen=200)
+        self._buf = ""
+        _Tee._ansi = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+    def write(self, text: str) -> int:
+        self.inner.write(text)
+        self._buf += text
+        *lines, self._buf = self._buf.split("\n")
+        self.tail.extend(lines)
+        return len(text)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def last_error(self) -> str | None:
+        for line in reversed(list(self.tail) + [self._buf]):
+            clean = self._ansi.sub("", line).strip()
+            if "ERROR" in clean.upper() and len(clean) > 6:
+                clean = clean.split("ERROR:", 1)[-1].strip() or clean
+                return "onnx2tf: " + (clean if len(clean) < 250 else clean[:247] + "...")
+        return None
+
+
+class WorkerDied(RuntimeError):
+    """The converter process ended while a job was pending."""
+
+
+class TFLitePool:
+    """One worker process (``python -m edgefair.export.tflite_convert``) that runs onnx2tf jobs in order.
+
+    Jobs go to its stdin as JSON lines; results come back on a separate pipe (its fd 1/2 are
+    the export log). A plain subprocess rather than multiprocessing, so nothing depends on
+    the caller's ``__main__`` being importable.
+    """
+
+    def __init__(self, log_path: Path):
+        import subprocess
+        import threading
+
+        self._futures: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+        r, w = os.pipe()
+        env = dict(os.environ, EDGEFAIR_RESULT_FD=str(w), TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+        env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        env.setdefault("CUDA_VISIBLE_DEVICES", "")
+        with open(log_path, "ab") as log:
+            self._proc = subprocess.Popen([sys.executable, "-m", "edgefair.export.tflite_convert"],
+                                          stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(w,), env=env,
+                                          start_new_session=False)
+        os.close(w)
+        self._results = os.fdopen(r, "r", encoding="utf-8")
+        self._reader = threading.Thread(target=self._read, name="onnx2tf-results", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import json
+
+        for line in self._results:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                fut = self._futures.pop(msg.get("id"), None)
+            if fut is None:
+                continue
+            if msg.get("ok"):
+                fut.set_result(msg["result"])
+            else:
+                fut.set_exception(RuntimeError(msg.get("error") or "onnx2tf failed"))
+        code = self._proc.wait()
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        with self._lock:
+            pending, self._futures = self._futures, {}
+        for fut in pending.values():
+            fut.set_exception(WorkerDied(f"onnx2tf worker process died ({how}; crash or out of memory? see export.log)"))
+
+    def submit(self, onnx_path: Path, work_dir: Path, calib_npy: Path | None, mean, std, input_name: str,
+               want: list[str]) -> Future:
+        import json
+
+        fut: Future = Future()
+        with self._lock:
+            self._next += 1
+            job_id = self._next
+            self._futures[job_id] = fut
+        job = {"id": job_id, "onnx_path": str(onnx_path), "work_dir": str(work_dir),
+               "calib_npy": str(calib_npy) if calib_npy else None, "mean": list(mean), "std": list(std),
+               "input_name": input_name, "want": list(want)}
+        try:
+            self._proc.stdin.write((json.dumps(job) + "\n").encode())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            with self._lock:
+                self._futures.pop(job_id, None)
+            raise WorkerDied("onnx2tf worker process is not running (see export.log)") from None
+        return fut
+
+    def close(self, timeout: float = 30.0) -> None:
+        import subprocess
+
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(timeout=5)
+
+
+def _worker_main() -> int:
+    """Worker loop: warm up, then one JSON job per stdin line, one JSON result per job on the result fd."""
+    import json
+    import traceback
+
+    out = os.fdopen(int(os.environ["EDGEFAIR_RESULT_FD"]), "w", buffering=1, encoding="utf-8")
+    try:
+        warm_up()
+    except Exception:
+        traceback.print_exc()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        job = json.loads(line)
+        job_id = job.pop("id")
+        try:
+            res = {"id": job_id, "ok": True, "result": convert(**job)}
+        except BaseException as e:  # SystemExit from onnx2tf included
+            traceback.print_exc()
+            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+            res = {"id": job_id, "ok": False, "error": f"{type(e).__name__}: {first}" if first else type(e).__name__}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())
