@@ -21,9 +21,11 @@ install: $(STAMP)
 # Debian packages the device tests need (sshd, qemu-aarch64-static, chromium); needs root.
 system-packages:
 	bash scripts/ci-system-packages.sh
+	bash scripts/ci-report-packages.sh
 
+# The main job on the embedded default: train -> export matrix -> run -> audit -> report.
 demo: $(STAMP)
-	$(BIN)/bench train --dataset synthfer --arch cnn --epochs 12 --out runs/base
+	$(BIN)/bench sweep --out results/demo
 
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -112,6 +112,7 @@ def _overrides(min_runs: int | None, min_seconds: float | None, max_seconds: flo
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--eval", "do_eval", is_flag=True, help="Also run the labelled test split and report accuracy.")
 @click.option("--dataset", default=None, help="Test data (default: the dataset the source run was trained on).")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None, help="With --eval: only the first N test samples (slow emulated devices).")
 @click.option("--db", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True)
 @click.option("--only", multiple=True, help="Only these artefact names (repeatable).")
 @click.option("--force", is_flag=True, help="Measure again even when the database has this result.")
@@ -120,7 +121,8 @@ def _overrides(min_runs: int | None, min_seconds: float | None, max_seconds: flo
 @click.option("--max-seconds", type=float, default=None, help="Override the profile's cap per phase.")
 @json_option
 @command_errors
-def run_cmd(device: str, artifacts: Path, profile: str, threads: int, do_eval: bool, dataset: str | None, db: Path,
+def run_cmd(device: str, artifacts: Path, profile: str, threads: int, do_eval: bool, dataset: str | None,
+            eval_limit: int | None, db: Path,
             only: tuple[str, ...], force: bool, min_runs: int | None, min_seconds: float | None,
             max_seconds: float | None, as_json: bool) -> None:
     """Measure size, latency and peak RSS of every artefact on a device."""
@@ -130,7 +132,7 @@ def run_cmd(device: str, artifacts: Path, profile: str, threads: int, do_eval: b
     from edgefair.bench.tables import print_run_table
 
     settings = RunSettings(profile=profile, threads=threads, mode="both" if do_eval else "bench",
-                           overrides=_overrides(min_runs, min_seconds, max_seconds))
+                           overrides=_overrides(min_runs, min_seconds, max_seconds), eval_limit=eval_limit)
     total = len(discover_artifacts(artifacts))
     done = 0
     with progress_bar(f"{device}", total) as update:
@@ -320,9 +322,7 @@ def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], out: Path, pri
     if as_json:
         emit_json(outcome.to_dict())
     else:
-        for st in outcome.stages:
-            err.print(" ".join(f"{k}={v}" for k, v in st.items()), markup=False)
-        err.print(f"report: {outcome.report}; database: {outcome.db}; {outcome.seconds:.0f} s")
+        _print_sweep_summary(outcome)
         for f in outcome.failed:
             err.print(f"[red]failed[/]: {f}", highlight=False)
     if outcome.failed:
@@ -378,3 +378,42 @@ def export_cmd(run_dir: Path | None, targets: tuple[str, ...], sparsity: str, pr
         print_export_table(report)
     if not report.ok:
         raise SystemExit(1)
+
+
+def _print_sweep_summary(outcome: Any) -> None:
+    """Training per-group table, the run table with verdicts, and the recommendation."""
+    import json as _json
+
+    from rich.table import Table
+
+    from edgefair.bench.store import Store
+    from edgefair.bench.tables import print_train_summary
+
+    for st in outcome.stages:
+        if st["stage"] == "train":
+            meta = _json.loads((Path(st["run"]) / "model.json").read_text())
+            m = meta["metrics"]
+            print_train_summary({"arch": meta["arch"], "dataset": meta["dataset"]["spec"], "params": m["params"],
+                                 "epochs": meta["epochs"], "train_seconds": m["train_seconds"],
+                                 "best_val_accuracy": m["best_val_accuracy"], "best_epoch": m["best_epoch"],
+                                 "test": m["test"], "run": st["run"]})
+    with Store(Path(outcome.db)) as store:
+        rows = store.summary_rows()
+    table = Table(title="sweep results (p50/p90 in ms, size in KB)")
+    for c in ("artefact", "device", "KB", "gzip KB", "sparsity", "p50", "p90", "RSS MB", "accuracy", "largest gap [95% CI]", "verdict"):
+        table.add_column(c, justify="left" if c in ("artefact", "device", "verdict") else "right")
+    colours = {"pass": "green", "gap-widened": "red", "accuracy-drop": "red", "insufficient-evidence": "yellow"}
+    f = lambda v, k=1e3, d=3: "—" if v is None else f"{v * k:.{d}f}"  # noqa: E731
+    for r in rows:
+        acc = r["audit_accuracy"] if r["audit_accuracy"] is not None else r["run_accuracy"]
+        gap = "—" if r["largest_gap"] is None else (
+            f"{100 * r['largest_gap']:.1f} pt" + ("" if r["gap_lo"] is None else f" [{100 * r['gap_lo']:.1f}, {100 * r['gap_hi']:.1f}]"))
+        v = r["verdict"] or ("failed: " + (r["error"] or "") if r["status"] == "failed" else "—")
+        table.add_row(r["name"], r["device"] + (" (emulated)" if r["emulated"] else ""), f(r["size_bytes"], 1 / 1024, 1),
+                      f(r["gzip_bytes"], 1 / 1024, 1), f(r["sparsity_measured"], 1, 2), f(r["p50_s"]), f(r["p90_s"]),
+                      f(r["peak_rss_kb"], 1 / 1024, 1), "—" if acc is None else f"{100 * acc:.1f}%", gap,
+                      f"[{colours.get(v, 'white')}]{v}[/]")
+    err.print(table)
+    err.print(f"report: {outcome.report}  database: {outcome.db}  ({outcome.seconds:.0f} s)")
+    for rec in outcome.recommendations:
+        err.print(f"recommendation: {rec}", markup=False, soft_wrap=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -11,8 +12,17 @@ from typing import Any, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+def _stderr_copy():
+    """A file on a duplicate of fd 2: converters that redirect fd 1/2 into a log file
+    (onnx2tf, TensorFlow) cannot swallow our progress frames or error lines."""
+    try:
+        return os.fdopen(os.dup(2), "w", buffering=1)
+    except OSError:
+        return sys.stderr
+
+
 # Logs, tables and progress go to stderr; stdout carries only the --json document.
-err = Console(stderr=True, highlight=False)
+err = Console(file=_stderr_copy(), highlight=False)
 
 
 class CLIError(Exception):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +21,7 @@ class RunSettings:
     threads: int = 1
     mode: str = "bench"  # bench | both (bench + eval) | eval
     overrides: dict[str, Any] = field(default_factory=dict)
+    eval_limit: int | None = None  # evaluate only the first N test samples (slow emulated devices)
 
     def key_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,10 +130,10 @@ def measure_artifacts(
                     event("cached", name, {})
                     continue
                 event("start", name, {})
-                prep_key = (json.dumps(manifest["preprocessing"], sort_keys=True), settings.mode != "bench")
+                prep_key = (json.dumps(manifest["preprocessing"], sort_keys=True), settings.mode != "bench", settings.eval_limit)
                 if prep_key not in batches:
                     batch = results_dir / f"batch-{settings_key({'p': prep_key, 'd': spec})}.npz"
-                    batches[prep_key] = write_test_batch(spec, manifest, batch, limit=None if settings.mode != "bench" else 1)
+                    batches[prep_key] = write_test_batch(spec, manifest, batch, limit=settings.eval_limit if settings.mode != "bench" else 1)
                 batch_path, labels = batches[prep_key]
                 try:
                     if transport is None:

@@ -28,6 +28,7 @@ class SweepOutcome:
     report: str | None
     stages: list[dict[str, Any]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    recommendations: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,17 +99,19 @@ def run_sweep(cfg: SweepConfig, *, out: Path, on_event: Event | None = None) -> 
         exp = report.to_dict()
         failed_exports = [r for r in exp.get("results", []) if r.get("status") == "failed"]
         outcome.failed += [f"export {r.get('name')}: {r.get('reason') or r.get('error')}" for r in failed_exports]
-        outcome.stages.append({"stage": "export", "arch": arch, "artifacts": str(art_dir),
+        outcome.stages.append({"stage": "export", "arch": arch, "artifacts": str(art_dir), "seconds": exp.get("seconds"),
                                "statuses": _count(r.get("status") for r in exp.get("results", []))})
         event("stage", {"stage": "export", "arch": arch, "status": "done"})
 
         # 3. run on every device (stored per artefact; resumed from the database)
         for device in cfg.devices:
             event("stage", {"stage": "run", "arch": arch, "device": device, "status": "start"})
+            t_run = time.perf_counter()
             rows = measure_artifacts(artifacts=art_dir, device=device, db=db, settings=settings, dataset=cfg.dataset,
                                      on_event=lambda k, n, i, d=device: event("artifact", {"stage": "run", "device": d, "kind": k, "name": n}))
             outcome.failed += [f"run {r.name} on {device}: {r.error}" for r in rows if r.status == "failed"]
-            outcome.stages.append({"stage": "run", "arch": arch, "device": device, "statuses": _count(r.status for r in rows)})
+            outcome.stages.append({"stage": "run", "arch": arch, "device": device, "seconds": time.perf_counter() - t_run,
+                                   "statuses": _count(r.status for r in rows)})
 
             # 4. audit against the uncompressed reference
             event("stage", {"stage": "audit", "arch": arch, "device": device, "status": "start"})
@@ -124,7 +127,8 @@ def run_sweep(cfg: SweepConfig, *, out: Path, on_event: Event | None = None) -> 
 
     event("stage", {"stage": "report", "status": "start"})
     info = write_report(db, out / "report")
-    outcome.report = str(getattr(info, "html", None) or getattr(info, "html_path", None) or (out / "report" / "report.html"))
+    outcome.report = str(info.html)
+    outcome.recommendations = [f"{r.device}: {r.text}" for r in info.recommendations]
     with Store(db) as store:
         store.put_stage("sweep", "sweep", "done", {"config": cfg.to_dict(), "failed": outcome.failed})
     outcome.seconds = time.perf_counter() - t0

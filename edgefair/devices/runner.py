@@ -19,7 +19,7 @@ TensorFlow Lite's ``benchmark_model`` measures it (see :mod:`edgefair.devices.be
 
 from __future__ import annotations
 
-import hashlib
+from edgefair.files import sha256_file as _sha256
 import json
 import shlex
 import tempfile
@@ -51,14 +51,6 @@ class RunFailed(DeviceError):
     def __init__(self, message: str, result: dict | None = None):
         super().__init__(message)
         self.result = result
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _agent_protocols() -> dict:

@@ -47,13 +47,18 @@ class ExportLog:
                 f.write(f"[{stamp}] {line}\n")
 
     @contextlib.contextmanager
-    def quiet(self, what: str = "") -> Iterator[None]:
-        """Send fd 1/2, sys.stdout/stderr, warnings and logging to the log for the block."""
+    def quiet(self, what: str = "", *, fds: bool = True) -> Iterator[None]:
+        """Send fd 1/2, sys.stdout/stderr, warnings and logging to the log for the block.
+
+        ``fds=False`` captures only Python warnings and logging: for long pure-PyTorch work
+        (fine-tuning) during which a caller's progress display must keep drawing.
+        """
         if what:
             self.write(f"--- {what}")
         with _lock:
             sink = open(self.path, "a", encoding="utf-8") if self.path is not None else open(os.devnull, "w")
-            with sink, _redirect_fds(sink), warnings.catch_warnings():
+            redirect = _redirect_fds(sink) if fds else contextlib.nullcontext()
+            with sink, redirect, warnings.catch_warnings():
                 warnings.simplefilter("always")
                 old_show = warnings.showwarning
 
@@ -112,16 +117,3 @@ def _redirect_fds(sink) -> Iterator[None]:
         for fd, dup in saved_fd:
             os.dup2(dup, fd)
             os.close(dup)
-
-
-def silence_torch_deprecations() -> None:
-    """torch.ao.quantization / torch.jit / legacy ONNX export warn that they are deprecated.
-
-    The warnings are expected (see torch_quant.py for the migration path) and go to the
-    export log through :meth:`ExportLog.quiet`; this filter keeps them from the terminal
-    when a helper is called outside a quiet block.
-    """
-    for pat in (r".*torch\.ao\.quantization.*deprecated.*", r".*torch\.jit\..*deprecated.*",
-                r".*legacy TorchScript-based ONNX export.*", r".*quant_min and quant_max.*",
-                r".*quantized tensor creation functions.*"):
-        warnings.filterwarnings("ignore", message=pat)

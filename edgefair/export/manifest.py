@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgefair.files import sha256_file
 import gzip
 import hashlib
 import io
@@ -25,14 +26,6 @@ REQUIRED = ("schema_version", "artifact_id", "name", "target", "format", "precis
             "qat", "notes")
 TOOL_DISTS = ("edgefair", "torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert",
               "onnxconverter-common", "torch-pruning", "onnxsim", "numpy")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_info(path: Path) -> dict[str, Any]:
@@ -61,9 +54,12 @@ def canonical_json(obj: Any) -> str:
 
 
 def artifact_id(manifest: Mapping[str, Any]) -> str:
-    """First 16 hex of sha256 of the canonical JSON of the manifest without ``artifact_id``."""
+    """First 16 hex of sha256 of ``json.dumps(manifest_without_artifact_id, sort_keys=True)``.
+
+    Python's default separators and ASCII escaping, so anyone can recompute it with one line.
+    """
     body = {k: v for k, v in manifest.items() if k != "artifact_id"}
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()[:16]
 
 
 def finalize(manifest: dict[str, Any]) -> dict[str, Any]:

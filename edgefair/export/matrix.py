@@ -242,6 +242,7 @@ class _Exporter:
                     pending.setdefault(s, []).append(t)
         if not pending:
             return self._ordered()
+        completed = False
         try:
             self.say("loading data")
             self.data = _load_data(self.meta, calib=self.calib, parity_n=self.parity_n, log=self.log)
@@ -262,9 +263,10 @@ class _Exporter:
                     levels.append(lvl)
                     self._collect_tflite(levels, wait=False)
             self._collect_tflite(levels, wait=True)
+            completed = True
         finally:
-            if self.pool is not None:
-                self.pool.close()
+            if self.pool is not None:  # on an error or Ctrl-C, do not wait for a conversion nobody will use
+                self.pool.close(timeout=30 if completed else 0)
             shutil.rmtree(self.work, ignore_errors=True)
             try:
                 (self.out / STAGING).rmdir()  # only when empty
@@ -304,7 +306,7 @@ class _Exporter:
         try:
             what = f"{self.pruning} pruning + fine-tune ({self.epochs} epoch{'s' if self.epochs != 1 else ''})" if s > 0 else "dense model"
             self.say(f"{tag}: {what}")
-            with self.log.quiet(f"{tag}: prune"):
+            with self.log.quiet(f"{tag}: prune", fds=False):
                 model, info = pruning.prepare_level(
                     self.model, s, self.pruning, self.data.train, epochs=self.epochs, example=example,
                     seed=self.meta.seed,
@@ -319,13 +321,13 @@ class _Exporter:
         if self.qat and int8_targets:
             try:
                 self.say(f"{tag}: quantisation-aware fine-tune ({self.epochs} epoch{'s' if self.epochs != 1 else ''})")
-                with self.log.quiet(f"{tag}: QAT"):
-                    qm = torch_quant.prepare_qat(model, example, engine=self.engine)
+                with self.log.quiet(f"{tag}: QAT", fds=False):
+                    qm, twin = torch_quant.prepare_qat(model, example, engine=self.engine)
                     pruning.finetune(qm, self.data.train, self.epochs, seed=self.meta.seed,
                                      after_step=torch_quant.sparsity_keeper(qm))
                     qm.eval()
                     lvl.qat_model = qm
-                    lvl.qat_float = torch_quant.qat_float_view(qm)
+                    lvl.qat_float = twin.eval()  # shares the QAT-trained weights and BN statistics
                     lvl.qat_ref_logits = predict_logits(lvl.qat_float, self.data.val_nchw)
             except Exception as e:
                 self.fail(int8_targets, s, f"quantisation-aware fine-tune failed: {_one_line(e)}", t0)
@@ -338,13 +340,19 @@ class _Exporter:
             try:
                 with self.log.quiet(f"{tag}: torch.onnx.export"):
                     lvl.onnx_path = onnx_export.export_onnx(model, lvl_dir / "model.onnx", channels=prep.channels, size=prep.size)
-                    if self.qat and lvl.qat_float is not None and any(TARGETS[t].is_int8 for t in need_onnx):
-                        (lvl_dir / "qat").mkdir(exist_ok=True)
-                        lvl.qat_onnx_path = onnx_export.export_onnx(lvl.qat_float, lvl_dir / "qat" / "model.onnx",
-                                                                    channels=prep.channels, size=prep.size)
             except Exception as e:
                 self.fail(need_onnx, s, f"ONNX export failed: {_one_line(e)}", t0)
                 targets = [t for t in targets if t not in need_onnx]
+        qat_onnx = [t for t in targets if TARGETS[t].format in ("onnx", "tflite") and TARGETS[t].is_int8]
+        if self.qat and lvl.qat_float is not None and qat_onnx:
+            try:
+                with self.log.quiet(f"{tag}: torch.onnx.export (QAT weights)"):
+                    (lvl_dir / "qat").mkdir(exist_ok=True)
+                    lvl.qat_onnx_path = onnx_export.export_onnx(lvl.qat_float, lvl_dir / "qat" / "model.onnx",
+                                                                channels=prep.channels, size=prep.size)
+            except Exception as e:
+                self.fail(qat_onnx, s, f"ONNX export of the QAT model failed: {_one_line(e)}", t0)
+                targets = [t for t in targets if t not in qat_onnx]
         # TFLite: one onnx2tf run per source model, in the worker
         tfl = [t for t in targets if TARGETS[t].format == "tflite"]
         if tfl:
@@ -391,7 +399,11 @@ class _Exporter:
                     try:
                         res = fut.result()
                     except Exception as e:
-                        err = str(e) if type(e).__name__ == "WorkerDied" else f"onnx2tf failed: {_one_line(e)}"
+                        from edgefair.export.tflite_convert import ConverterError, WorkerDied
+
+                        err = (str(e) if isinstance(e, WorkerDied) else
+                               f"onnx2tf failed: {e}" if isinstance(e, ConverterError) else
+                               f"onnx2tf failed: {_one_line(e)}")
                 if err is not None:
                     self.fail(want, lvl.sparsity, err, t0)
                     continue
@@ -604,6 +616,13 @@ def _converter_of(target: str) -> str:
 
 
 # ------------------------------------------------------------------ public API
+
+
+def import_artifact(file: Path | str, like_run: Path | str, out: Path | str, **kwargs: Any) -> TargetResult:
+    """Wrap a user's .onnx/.tflite as an artefact (see :func:`edgefair.export.importer.import_artifact`)."""
+    from edgefair.export.importer import import_artifact as _import
+
+    return _import(file, like_run, out, **kwargs)
 
 
 def export_matrix(run_dir: Path | str, *, targets: Sequence[str] | str, sparsities: Sequence[float] | str | float,

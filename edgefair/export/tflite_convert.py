@@ -126,6 +126,10 @@ class _Tee:
         return None
 
 
+class ConverterError(RuntimeError):
+    """onnx2tf failed in the worker; the message is its own one-line reason."""
+
+
 class WorkerDied(RuntimeError):
     """The converter process ended while a job was pending."""
 
@@ -173,7 +177,7 @@ class TFLitePool:
             if msg.get("ok"):
                 fut.set_result(msg["result"])
             else:
-                fut.set_exception(RuntimeError(msg.get("error") or "onnx2tf failed"))
+                fut.set_exception(ConverterError(msg.get("error") or "unknown error"))
         code = self._proc.wait()
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
         with self._lock:
@@ -210,10 +214,10 @@ class TFLitePool:
         except OSError:
             pass
         try:
-            self._proc.wait(timeout=timeout)
+            self._proc.wait(timeout=timeout) if timeout > 0 else self._proc.kill()
         except subprocess.TimeoutExpired:
             self._proc.kill()
-            self._proc.wait()
+        self._proc.wait()
         self._reader.join(timeout=5)
 
 

@@ -58,14 +58,24 @@ def ptq_int8(model: nn.Module, calib_nchw: np.ndarray, *, engine: str = DESKTOP_
     return convert_fx(prepared).eval()
 
 
-def prepare_qat(model: nn.Module, example: torch.Tensor, *, engine: str = DESKTOP_ENGINE) -> nn.Module:
-    """Fake-quant (torch.ao FX QAT) copy of ``model``, in train mode."""
+def prepare_qat(model: nn.Module, example: torch.Tensor, *, engine: str = DESKTOP_ENGINE) -> tuple[nn.Module, nn.Module]:
+    """(fake-quant QAT model in train mode, its float twin).
+
+    The twin is a copy of ``model`` that shares every parameter and batch-norm buffer with the
+    QAT model (prepare_qat_fx fuses Conv+BN around the same tensors), so after QAT it *is*
+    the float model with the QAT weights, in the original architecture — what the ONNX and
+    TFLite int8 converters start from under --qat.
+    """
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
     _engine(engine)
-    m = copy.deepcopy(model).train()
-    return prepare_qat_fx(m, get_default_qat_qconfig_mapping(engine), (example,))
+    twin = copy.deepcopy(model).train()
+    qat = prepare_qat_fx(twin, get_default_qat_qconfig_mapping(engine), (example,))
+    shared = {id(p) for p in twin.parameters()}
+    if not all(id(p) in shared for p in qat.parameters()):
+        raise RuntimeError("torch.ao prepare_qat_fx copied the weights: cannot map QAT weights back to the float model")
+    return qat, twin
 
 
 def sparsity_keeper(model: nn.Module):
@@ -83,20 +93,6 @@ def sparsity_keeper(model: nn.Module):
                 p.mul_(keep)
 
     return after_step
-
-
-def qat_float_view(qat_model: nn.Module) -> nn.Module:
-    """The QAT model with observers and fake-quant switched off: a float model with the QAT weights.
-
-    This is what the ONNX/TFLite int8 converters start from under --qat (they calibrate
-    their own ranges), and the PyTorch reference their parity is measured against.
-    """
-    from torch.ao.quantization import disable_fake_quant, disable_observer
-
-    m = copy.deepcopy(qat_model).eval()
-    m.apply(disable_observer)
-    m.apply(disable_fake_quant)
-    return m
 
 
 def convert_qat(qat_model: nn.Module) -> nn.Module:

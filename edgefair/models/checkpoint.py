@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+from edgefair.files import sha256_file
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -43,14 +43,6 @@ class RunMeta:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

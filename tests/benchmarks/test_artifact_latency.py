@@ -12,7 +12,6 @@ accuracy, and the largest subgroup gap from the audit.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 

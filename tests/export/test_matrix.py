@@ -316,3 +316,41 @@ def test_import_artifact_of_a_tflite_file_reads_quant_from_the_file(matrix, expo
     with pytest.raises(ExportError, match="cannot import '.txt' files"):
         (tmp_path / "x.txt").write_text("no")
         import_artifact(tmp_path / "x.txt", like_run=export_run, out=tmp_path)
+
+
+def test_a_failed_onnx2tf_conversion_is_reported_with_its_reason(export_run, tmp_path, monkeypatch):
+    from edgefair.export import tflite_convert
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    real_submit = tflite_convert.TFLitePool.submit
+
+    def submit(self, onnx_path, *a, **k):
+        return real_submit(self, bad, *a, **k)
+
+    monkeypatch.setattr(tflite_convert.TFLitePool, "submit", submit)
+    rep = export_matrix(export_run, targets=["onnx-fp32", "tflite-fp32", "tflite-int8"], sparsities=[0],
+                        out=tmp_path / "art", calib=200)
+    by = {r.target: r for r in rep.results}
+    assert by["onnx-fp32"].status == "converted"
+    for t in ("tflite-fp32", "tflite-int8"):
+        assert by[t].status == "failed"
+        assert by[t].reason.startswith("onnx2tf failed: DecodeError: ")
+        assert not (tmp_path / "art" / f"{t}-s0").exists()
+
+
+def test_qat_keeps_sparsity_and_says_what_each_format_took(export_run, tmp_path):
+    rep = export_matrix(export_run, targets=["onnx-fp32", "torch-int8", "onnx-int8", "tflite-int8"], sparsities=[0.5],
+                        out=tmp_path, qat=True, finetune_epochs=1, calib=200)
+    assert rep.ok, [(r.name, r.reason) for r in rep.failed]
+    ms = _manifests(tmp_path)
+    assert ms["onnx-fp32-s0.5"]["qat"] is False
+    for name in ("torch-int8-s0.5", "onnx-int8-s0.5", "tflite-int8-s0.5"):
+        m = ms[name]
+        assert m["qat"] is True, name
+        assert abs(m["sparsity"]["measured"] - 0.5) < 0.02, name  # QAT fine-tune keeps pruned weights at zero
+        assert m["parity"]["reference"].startswith("QAT float model")
+        assert validate(m, tmp_path / name) == []
+    assert any("QAT ones" in n for n in ms["torch-int8-s0.5"]["notes"])
+    assert any("cannot carry torch.ao's learned ranges" in n for n in ms["onnx-int8-s0.5"]["notes"])
+    assert any("cannot take torch.ao's fake-quant ranges" in n for n in ms["tflite-int8-s0.5"]["notes"])
