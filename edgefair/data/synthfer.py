@@ -53,6 +53,10 @@ class SynthConfig:
     age_p: tuple[float, float, float] = (0.25, 0.55, 0.2)
     # feature contrast multiplier per skin tone under the default exposure
     contrast: tuple[float, float, float] = (1.0, 0.8, 0.6)
+    # "camera": one exposure tuned on light skin (darker faces get less signal over the
+    # same sensor noise); "per-face": exposure compensated so every face has the same
+    # skin luminance (the balanced preset: no group-dependent difficulty at all)
+    exposure: str = "camera"
     noise_sigma: float = 0.05
     occlusion_p: float = 0.08
     split_fractions: tuple[float, float, float] = (0.65, 0.15, 0.2)
@@ -65,7 +69,8 @@ class SynthConfig:
             return cls()
         if name == "balanced":
             return cls(skin_tone_p=(1 / 3, 1 / 3, 1 / 3), gender_p=(0.5, 0.5),
-                       age_p=(1 / 3, 1 / 3, 1 / 3), contrast=(1.0, 1.0, 1.0), preset="balanced")
+                       age_p=(1 / 3, 1 / 3, 1 / 3), contrast=(1.0, 1.0, 1.0), exposure="per-face",
+                       preset="balanced")
         raise ValueError(f"unknown synthfer preset '{name}': expected default or balanced")
 
     def replace(self, **kw) -> "SynthConfig":
@@ -254,7 +259,8 @@ def render_face(
 
     # lighting: exposure and a side gradient, then sensor noise
     grad = 1.0 + rng.uniform(-0.25, 0.25) * gx.ravel() + rng.uniform(-0.12, 0.12) * gy.ravel()
-    img = img * rng.uniform(0.85, 1.15) * grad
+    gain = 0.8 / ident.skin if cfg.exposure == "per-face" else 1.0
+    img = img * gain * rng.uniform(0.85, 1.15) * grad
     img = img + rng.normal(0, cfg.noise_sigma, size=img.shape)
     return np.clip(img, 0, 1).reshape(s, s).astype(np.float32)
 
@@ -319,7 +325,7 @@ def generate_dataset(cfg: SynthConfig | None = None, *, progress=None) -> FERDat
     )
 
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def cache_key(cfg: SynthConfig) -> str:

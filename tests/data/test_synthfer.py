@@ -74,6 +74,13 @@ def test_planted_difficulty_lowers_contrast_on_dark_skin_only_in_default():
     assert ratio_default < ratio_off - 0.1
 
 
+def test_balanced_preset_gives_every_skin_tone_the_same_feature_contrast():
+    cfg = SynthConfig.from_preset("balanced").replace(n=1500, seed=5, noise_sigma=0.0, occlusion_p=0.0)
+    ds = generate_dataset(cfg)
+    ratio = _feature_contrast(ds, "dark") / _feature_contrast(ds, "light")
+    assert ratio == pytest.approx(1.0, abs=0.12)
+
+
 def test_expressions_are_learnable_but_not_a_lookup():
     """A nearest-centroid classifier on raw pixels beats chance (7 classes) yet stays far from perfect."""
     ds = generate_dataset(SynthConfig(n=1400, seed=7))
