@@ -22,7 +22,10 @@ def _stderr_copy():
 
 
 # Logs, tables and progress go to stderr; stdout carries only the --json document.
-err = Console(file=_stderr_copy(), highlight=False)
+# Piped into a log (make, CI) rich would fall back to 80 columns and fold the tables.
+_file = _stderr_copy()
+_width = None if os.environ.get("COLUMNS") or (hasattr(_file, "isatty") and _file.isatty()) else 200
+err = Console(file=_file, highlight=False, width=_width)
 
 
 class CLIError(Exception):
