@@ -133,7 +133,8 @@ def run_cmd(device: str, artifacts: Path, profile: str, threads: int, do_eval: b
 
     settings = RunSettings(profile=profile, threads=threads, mode="both" if do_eval else "bench",
                            overrides=_overrides(min_runs, min_seconds, max_seconds), eval_limit=eval_limit)
-    total = len(discover_artifacts(artifacts))
+    found = discover_artifacts(artifacts)
+    total = len([m for p, m in found if not only or m.get("name", p.name) in only])
     done = 0
     with progress_bar(f"{device}", total) as update:
         def on_event(kind: str, name: str, info: dict) -> None:

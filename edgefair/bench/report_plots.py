@@ -181,7 +181,7 @@ def group_figure(title: str, series: Sequence[GroupSeries], groups: Sequence[tup
                 continue
             acc, lo, hi, sufficient = s.values[group]
             y = ri - 0.35 + step * (gi + 0.5)
-            ax.errorbar([100 * acc], [y], xerr=[[100 * (acc - lo)], [100 * (hi - acc)]], fmt="o", ms=5,
+            ax.errorbar([100 * acc], [y], xerr=[[100 * max(acc - lo, 0.0)], [100 * max(hi - acc, 0.0)]], fmt="o", ms=5,
                         color=colour, mfc=colour if sufficient else "white", capsize=2.5, lw=1.1)
         if series and series[0].label.startswith("reference") and group in series[0].values:
             ax.axvline(100 * series[0].values[group][0], color=colour, ls=":", lw=0.9, alpha=0.8)

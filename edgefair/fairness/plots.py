@@ -76,7 +76,7 @@ def plot_group_accuracy(
             ax.errorbar(
                 x,
                 acc,
-                yerr=[[acc - lo], [hi - acc]],
+                yerr=[[max(acc - lo, 0.0)], [max(hi - acc, 0.0)]],
                 fmt="o",
                 color=colour,
                 mfc=colour if sufficient else "white",

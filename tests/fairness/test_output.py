@@ -119,3 +119,22 @@ def test_plot_draws_reference_once(results, tmp_path, monkeypatch):
     subset = {k: v for k, v in results.items() if k != "torch-fp32"}
     plot_group_accuracy(subset, tmp_path / "b.png", attribute="skin_tone")
     assert labels_seen == ["reference", "tflite-int8-s0.5", "onnx-fp16-s0"]
+
+
+def test_plot_survives_groups_at_zero_and_full_accuracy(tmp_path):
+    """Wilson bounds at 0 % / 100 % can sit a rounding error past the point estimate."""
+    import numpy as np
+
+    from edgefair.fairness import audit, plot_group_accuracy
+
+    from edgefair.fairness.intervals import wilson
+
+    assert wilson(9, 9)[1] - 1.0 < 0  # the rounding this test is about (n = 9 and 16 here)
+    y = np.array([0, 1, 2, 3] * 4 + [0, 1, 2, 3, 0, 1, 2, 3, 0])
+    pred = y.copy()
+    groups = np.array(["a"] * 16 + ["b"] * 9)
+    pred[:16] = (y[:16] + 1) % 4  # group a (16) always wrong, group b (9) always right
+    res = audit(y_true=y, y_pred=pred, sensitive={"g": groups}, class_names=list("wxyz"), min_n=5)
+    ref = audit(y_true=y, y_pred=y, sensitive={"g": groups}, class_names=list("wxyz"), min_n=5)
+    out = plot_group_accuracy({"ref": ref, "art": res}, tmp_path / "p.png", attribute="g")
+    assert out.stat().st_size > 1000
