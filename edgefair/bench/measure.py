@@ -44,6 +44,9 @@ class ArtifactRow:
     valid: bool | None = None
 
 
+REQUIRED_KEYS = ("artifact_id", "name", "format", "model_file", "preprocessing", "file")
+
+
 def discover_artifacts(root: Path) -> list[tuple[Path, dict]]:
     """Every ``*/manifest.json`` under ``root`` (sorted by name)."""
     root = Path(root)
@@ -52,9 +55,13 @@ def discover_artifacts(root: Path) -> list[tuple[Path, dict]]:
     found = []
     for mf in sorted(root.glob("*/manifest.json")):
         try:
-            found.append((mf.parent, json.loads(mf.read_text())))
+            manifest = json.loads(mf.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise CLIError(f"{mf}: unreadable manifest ({e})") from None
+        missing = [k for k in REQUIRED_KEYS if k not in manifest] if isinstance(manifest, dict) else list(REQUIRED_KEYS)
+        if missing:
+            raise CLIError(f"{mf}: not an edgefair manifest (missing {', '.join(missing)}); wrap your own model with bench export --import")
+        found.append((mf.parent, manifest))
     if not found:
         raise CLIError(f"{root}: no artefacts (no */manifest.json)")
     return found

@@ -117,3 +117,12 @@ def test_report_and_gate(measured, bench, tiny_artifacts, tmp_path):
     bad = bench("gate", "--baseline", db, "--current", slow)
     assert bad.returncode == 1
     assert "onnx-fp32-s0" in bad.stderr and "p90" in bad.stderr
+
+
+def test_foreign_manifest_is_a_one_line_error(bench, tmp_path):
+    art = tmp_path / "arts" / "mine"
+    art.mkdir(parents=True)
+    (art / "manifest.json").write_text('{"name": "mine"}')
+    proc = bench("run", "--artifacts", tmp_path / "arts", "--db", tmp_path / "x.db")
+    assert proc.returncode == 1
+    assert f"bench run: error: {art / 'manifest.json'}: not an edgefair manifest (missing artifact_id" in proc.stderr
