@@ -90,7 +90,7 @@ def pareto_figure(device: str, points: Sequence[ParetoPoint], *, emulated: bool,
         front = pareto_front([(getattr(p, attr), -p.accuracy) for p in eligible])
         optimal = [p for p, f in zip(eligible, front) if f]
 
-        def xy(sel: Sequence[ParetoPoint]) -> tuple[list[float], list[float]]:
+        def xy(sel: Sequence[ParetoPoint], attr: str = attr) -> tuple[list[float], list[float]]:
             return [getattr(p, attr) for p in sel], [100 * p.accuracy for p in sel]
 
         for marker, sel in (("o", [p for p in pts if p.verdict == "pass"]),

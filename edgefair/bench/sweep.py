@@ -85,7 +85,7 @@ def run_sweep(cfg: SweepConfig, *, out: Path, on_event: Event | None = None) -> 
             event("stage", {"stage": "train", "arch": arch, "status": "start"})
             res = train_run(TrainRequest(dataset=cfg.dataset, arch=arch, out=run_dir, epochs=cfg.epochs, seed=cfg.seed,
                                          tags={"sweep_key": key}),
-                            progress=lambda st, d, t: event("progress", {"stage": "train", "arch": arch, "done": d, "total": t, "what": st}))
+                            progress=lambda st, d, t, arch=arch: event("progress", {"stage": "train", "arch": arch, "done": d, "total": t, "what": st}))
             event("stage", {"stage": "train", "arch": arch, "status": "done", "accuracy": res["test"]["accuracy"]})
         outcome.stages.append({"stage": "train", "arch": arch, "run": str(run_dir),
                                "test_accuracy": read_meta(run_dir).metrics["test"]["accuracy"]})
@@ -95,7 +95,7 @@ def run_sweep(cfg: SweepConfig, *, out: Path, on_event: Event | None = None) -> 
         event("stage", {"stage": "export", "arch": arch, "status": "start"})
         report = export_matrix(run_dir, targets=cfg.targets, sparsities=cfg.sparsities, out=art_dir,
                                pruning=cfg.pruning, finetune_epochs=cfg.finetune_epochs, calib=cfg.calib, qat=cfg.qat,
-                               progress=lambda *a, **k: event("progress", {"stage": "export", "arch": arch, "args": [str(x) for x in a]}))
+                               progress=lambda *a, arch=arch, **k: event("progress", {"stage": "export", "arch": arch, "args": [str(x) for x in a]}))
         exp = report.to_dict()
         failed_exports = [r for r in exp.get("results", []) if r.get("status") == "failed"]
         outcome.failed += [f"export {r.get('name')}: {r.get('reason') or r.get('error')}" for r in failed_exports]

@@ -182,6 +182,10 @@ def run_artifact(target: DeviceProfile | Transport | str, artifact_dir: Path | s
                                             name=name, mode=mode, threads=threads,
                                             profile_name=profile_name, timeout_s=timeout_s,
                                             overrides=overrides)
+            if manifest.get("format") == "torch" and transport.kind == "local":
+                from edgefair.models.torch_runner import PLUGIN_PATH
+
+                override_flags = [*override_flags, "--plugin", str(PLUGIN_PATH)]
             return _run_agent(transport, profile, artifact_dir, batch_npz, digest, name=name,
                               mode=mode, threads=threads, profile_name=profile_name,
                               timeout_s=timeout_s, override_flags=override_flags)

@@ -35,8 +35,10 @@ class Parity:
 
 def run_artifact(folder: Path, manifest: Mapping[str, Any], images_u8: np.ndarray, *, quiet=None) -> tuple[np.ndarray, str]:
     """Logits (N, classes) of the artefact on uint8 NHWC images, one image per invoke as the agent does."""
+    from edgefair.models import torch_runner
     from edgefair.runtimes import agent as A
 
+    torch_runner.register(A)  # the agent serves torch artefacts only through this host plugin
     fmt = manifest["format"]
     path = Path(folder) / manifest["model_file"]
     # one thread, as the agent's default: batch-1 inference on a shared machine

@@ -16,8 +16,9 @@ lazily, chosen by the manifest's format:
   .tflite -> ai_edge_litert.interpreter, else tflite_runtime.interpreter,
              else tensorflow.lite
   .onnx   -> onnxruntime
-  torch   -> torch (host-only reference rows torch-fp32 / torch-int8;
-             a TorchScript file loaded with torch.jit.load)
+  torch   -> host-only reference rows (torch-fp32 / torch-int8): served by the
+             runner file the host passes with --plugin (edgefair/models/torch_runner.py);
+             this file never imports torch
 psutil is an optional RSS fallback, imported only when /proc is unusable.
 It never imports edgefair.  Runs on Python >= 3.9 (no 3.10+ syntax).
 
@@ -658,15 +659,6 @@ def _import_onnxruntime():
     return onnxruntime, "onnxruntime", onnxruntime.__version__
 
 
-def _import_torch():
-    # The only place torch is imported: host-only reference rows (torch-fp32/int8).
-    try:
-        import torch
-    except ImportError:
-        raise AgentError("torch is not installed (torch artefacts run on the host only)")
-    return torch, "torch", torch.__version__
-
-
 def _dist_version(name):
     try:
         from importlib import metadata
@@ -821,54 +813,6 @@ class ONNXRunner(Runner):
         return np.asarray(self._last[0])
 
 
-class TorchRunner(Runner):
-    def __init__(self, path, threads, manifest):
-        self.torch, self.name, self.version = _import_torch()
-        self.path = path
-        self.threads = threads
-        self.manifest = manifest
-
-    def load(self):
-        torch = self.torch
-        if self.threads and self.threads > 0:
-            torch.set_num_threads(int(self.threads))
-        try:
-            torch.set_num_interop_threads(1)
-        except RuntimeError:
-            pass  # only settable before any parallel work started
-        m = torch.jit.load(self.path, map_location="cpu")
-        m.eval()
-        self.m = m
-        inp = self.manifest.get("input") or {}
-        self.input_dtype = inp.get("dtype") or "float32"
-        if self.input_dtype not in ("float32", "float16"):
-            self.input_dtype = "float32"
-        self.input_shape = [int(v) for v in inp.get("shape") or []] or None
-        self.input_quant = None
-        self.output_quant = None
-        self.output_dtype = "float32"
-        self._mode = torch.inference_mode()
-        self._mode.__enter__()  # keep inference mode on for the whole run
-        self._x = None
-        self.settings = {"num_threads": torch.get_num_threads(),
-                         "num_interop_threads": torch.get_num_interop_threads(),
-                         "quantized_engine": str(torch.backends.quantized.engine)}
-
-    def set_input(self, x):
-        self._x = self.torch.from_numpy(np.ascontiguousarray(x))
-
-    def invoke(self):
-        self._last = self.m(self._x)
-
-    def output(self):
-        o = self._last
-        if isinstance(o, (tuple, list)):
-            o = o[0]
-        if getattr(o, "is_quantized", False):
-            o = o.dequantize()
-        return o.detach().float().numpy().copy()
-
-
 def _manifest_quant(spec):
     q = (spec or {}).get("quant")
     if q and q.get("scale"):
@@ -876,13 +820,41 @@ def _manifest_quant(spec):
     return None
 
 
+# Formats served by a host-side runner file given with --plugin (the torch reference
+# rows: edgefair/models/torch_runner.py). The agent itself never imports torch.
+_PLUGINS = {}
+
+
+def register_runner(fmt, factory):
+    """Serve ``fmt`` with ``factory(path, threads, manifest)`` (a runner object)."""
+    _PLUGINS[fmt] = factory
+
+
+def load_plugin(path):
+    """Load a runner file by path: it defines FORMAT and make_runner(path, threads, manifest)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("edgefair_agent_plugin_%d" % len(_PLUGINS), path)
+    if spec is None or spec.loader is None or not os.path.isfile(path):
+        raise AgentError("runner plugin %s not found" % path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    register_runner(mod.FORMAT, mod.make_runner)
+
+
 def make_runner(fmt, path, threads, manifest):
     if fmt == "tflite":
         return TFLiteRunner(path, threads, manifest)
     if fmt == "onnx":
         return ONNXRunner(path, threads, manifest)
+    if fmt in _PLUGINS:
+        try:
+            return _PLUGINS[fmt](path, threads, manifest)
+        except RuntimeError as e:
+            raise AgentError(str(e))
     if fmt == "torch":
-        return TorchRunner(path, threads, manifest)
+        raise AgentError("torch artefacts run on the host only: pass --plugin "
+                         "<edgefair>/models/torch_runner.py (bench run --device local does)")
     raise AgentError("unknown artefact format %r (expected tflite, onnx or torch)" % (fmt,))
 
 
@@ -1158,6 +1130,8 @@ def cmd_run(args, result):
     images, ids = _load_batch(args.batch)
 
     phase(result, "import_runtime")
+    for plugin in getattr(args, "plugin", None) or []:
+        load_plugin(plugin)
     runner = make_runner(fmt, model_path, args.threads, manifest)  # imports the runtime
     result["runtime"] = {"name": runner.name, "version": runner.version}
     env = fingerprint(runtime={"name": runner.name, "version": runner.version},
@@ -1285,7 +1259,7 @@ def cmd_probe(args):
     runtimes = {}
     # each runtime is imported in its own child process: a wheel built for the
     # wrong CPU dies with SIGILL, which must not take the probe down with it
-    for key in ("tflite", "onnx", "torch"):
+    for key in ("tflite", "onnx"):
         try:
             r = subprocess.run([sys.executable, os.path.abspath(__file__), "_probe-runtime", key],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
@@ -1330,6 +1304,8 @@ def build_parser():
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     r.add_argument("--expect-sha256", default=None)
+    r.add_argument("--plugin", action="append", default=[],
+                   help="host-side runner file for another format (torch reference rows)")
     r.add_argument("--min-runs", type=int, default=None)
     r.add_argument("--min-seconds", type=float, default=None)
     r.add_argument("--max-seconds", type=float, default=None)
@@ -1448,7 +1424,7 @@ def supervise(argv, args):
 
 def _probe_runtime_child(key):
     """Hidden sub-command: import one runtime and print one JSON line."""
-    fn = {"tflite": _import_tflite, "onnx": _import_onnxruntime, "torch": _import_torch}[key]
+    fn = {"tflite": _import_tflite, "onnx": _import_onnxruntime}[key]
     try:
         _, name, ver = fn()
         d = {"importable": True, "name": name, "version": ver}
@@ -1460,7 +1436,7 @@ def _probe_runtime_child(key):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 2 and argv[0] == "_probe-runtime" and argv[1] in ("tflite", "onnx", "torch"):
+    if len(argv) == 2 and argv[0] == "_probe-runtime" and argv[1] in ("tflite", "onnx"):
         return _probe_runtime_child(argv[1])
     args = None
     try:

@@ -113,7 +113,7 @@ def _test_split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 @functools.lru_cache(maxsize=None)
 def predictions(spec: Spec, seed: int) -> np.ndarray:
-    y, gender, _, ref = _test_split(seed)
+    _y, gender, _, ref = _test_split(seed)
     rng = np.random.default_rng([seed, int(hashlib.sha256(spec.name.encode()).hexdigest()[:8], 16)])
     kind = spec.change[0]
     if kind == "same":

@@ -41,6 +41,9 @@ def agent():
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "edgefair" / "runtimes"))
     import agent as agent_module  # the device agent, imported the way a device runs it
 
+    from edgefair.models import torch_runner
+
+    torch_runner.register(agent_module)  # torch reference rows: the host-side runner plugin
     return agent_module
 
 

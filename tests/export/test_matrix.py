@@ -115,7 +115,7 @@ def test_tflite_int8_io_and_size(matrix):
 
 
 def test_cached_rerun_converts_nothing(matrix, export_run):
-    rep, out, _, _ = matrix
+    _rep, out, _, _ = matrix
     before = {n: m["artifact_id"] for n, m in _manifests(out).items()}
     t0 = time.perf_counter()
     again = export_matrix(export_run, targets="all", sparsities="0,0.5", out=out, finetune_epochs=1, calib=200)
@@ -257,8 +257,11 @@ def _agent_eval(artifact: Path, images: np.ndarray, tmp_path: Path) -> dict:
     batch = tmp_path / f"batch-{artifact.name}.npz"
     np.savez(batch, images=images, ids=np.array([f"v{i}" for i in range(len(images))]))
     res = tmp_path / f"result-{artifact.name}.json"
+    from edgefair.models.torch_runner import PLUGIN_PATH
+
+    plugin = ["--plugin", str(PLUGIN_PATH)] if artifact.name.startswith("torch-") else []  # as the host runner does
     proc = subprocess.run([sys.executable, str(AGENT), "run", "--artifact", str(artifact), "--batch", str(batch),
-                           "--out", str(res), "--mode", "eval"], capture_output=True, text=True, timeout=120)
+                           "--out", str(res), "--mode", "eval", *plugin], capture_output=True, text=True, timeout=120)
     result = json.loads(res.read_text())
     assert proc.returncode == 0 and result["ok"], (proc.stderr[-2000:], result.get("error"))
     return result

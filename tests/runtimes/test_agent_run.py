@@ -6,6 +6,7 @@ import json
 import shutil
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from edgefair.runtimes.protocol import check_result
 
 from .conftest import AGENT, BARE_LOOP, FAST, preprocess_ref, run_agent
+
+TORCH_PLUGIN = Path(__file__).resolve().parents[2] / "edgefair" / "models" / "torch_runner.py"
 
 CONTRACT_KEYS = {"agent_version", "ok", "error", "artifact", "runtime", "threads", "profile",
                  "timing", "rss", "env", "valid", "invalid_reasons"}
@@ -142,7 +145,7 @@ def test_eval_only_and_bench_only(models, tmp_path):
 
 
 def test_torch_reference_row(models, tmp_path):
-    res = _run(models, "torch-fp32", tmp_path, mode="both")
+    res = _run(models, "torch-fp32", tmp_path, mode="both", extra=("--plugin", str(TORCH_PLUGIN)))
     assert res["runtime"]["name"] == "torch"
     _check_bench(res)
     onnx = _run(models, "onnx-fp32", tmp_path, mode="eval")
@@ -286,11 +289,19 @@ def test_agent_alone_without_torch_or_edgefair(models, tmp_path, name):
 def test_torch_artifact_without_torch_fails_cleanly(models, tmp_path):
     env, _ = _blocked_env(tmp_path)
     out = tmp_path / "r.json"
-    code, res, proc = run_agent(
+    code, res, _proc = run_agent(
         ["run", "--artifact", models["arts"]["torch-fp32"], "--batch", models["batch"],
-         "--out", out, *FAST], out=out, env_extra=env)
+         "--out", out, "--plugin", str(TORCH_PLUGIN), *FAST], out=out, env_extra=env)
     assert code == 1 and res["ok"] is False
     assert "torch is not installed" in res["error"]
+
+
+def test_torch_artifact_without_the_host_plugin_fails_cleanly(models, tmp_path):
+    out = tmp_path / "r.json"
+    code, res, _proc = run_agent(
+        ["run", "--artifact", models["arts"]["torch-fp32"], "--batch", models["batch"], "--out", out, *FAST], out=out)
+    assert code == 1 and res["ok"] is False
+    assert "torch artefacts run on the host only: pass --plugin" in res["error"]
 
 
 def test_native_crash_in_runtime_still_writes_result(models, tmp_path):
@@ -308,7 +319,7 @@ def test_native_crash_in_runtime_still_writes_result(models, tmp_path):
     """))
     out = tmp_path / "r.json"
     out.write_text("stale result from an earlier run")
-    code, res, proc = run_agent(["run", "--artifact", models["arts"]["onnx-fp32"], "--batch",
+    code, res, _proc = run_agent(["run", "--artifact", models["arts"]["onnx-fp32"], "--batch",
                                  models["batch"], "--out", out, *FAST], out=out,
                                 env_extra={"PYTHONPATH": str(fake)})
     assert code == 1
