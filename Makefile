@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test install system-packages clean
+.PHONY: demo test lint install system-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ system-packages:
 demo: $(STAMP)
 	$(BIN)/bench sweep --out results/demo
 
-test: $(STAMP) system-packages
+# Lint (ruff), types (mypy), then the whole suite.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(STAMP) system-packages lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

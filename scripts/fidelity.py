@@ -42,13 +42,14 @@ def main() -> None:
             for _ in range(args.rounds):
                 res = run_artifact("local", art, batch, mode="bench", threads=args.threads, profile_name=args.profile)
                 agent.append(res["timing"]["p50_s"])
-                proc = subprocess.run([sys.executable, str(bare_loop_path()), "--artifact", str(art), "--batch", str(batch),
-                                       "--threads", str(args.threads), "--n", str(args.n), "--json"],
+                proc = subprocess.run([sys.executable, str(bare_loop_path()), "--artifact", str(art), "--batch",
+                                       str(batch), "--threads", str(args.threads), "--n", str(args.n), "--json"],
                                       capture_output=True, text=True, check=True)
                 bare.append(json.loads(proc.stdout)["p50_s"])
             cv = lambda xs: statistics.pstdev(xs) / statistics.mean(xs)  # noqa: E731
             ratio = statistics.median(agent) / statistics.median(bare)
-            out[art.name] = {"agent_p50_us": [round(x * 1e6, 2) for x in agent], "bare_p50_us": [round(x * 1e6, 2) for x in bare],
+            out[art.name] = {"agent_p50_us": [round(x * 1e6, 2) for x in agent],
+                             "bare_p50_us": [round(x * 1e6, 2) for x in bare],
                              "ratio": round(ratio, 4), "cv_agent": round(cv(agent), 4), "cv_bare": round(cv(bare), 4)}
             print(art.name, out[art.name], flush=True)
     json.dump(out, sys.stdout, indent=1)

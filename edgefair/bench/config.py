@@ -7,14 +7,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-ALL_TARGETS = ("torch-fp32", "torch-int8", "onnx-fp32", "onnx-fp16", "onnx-int8",
-               "tflite-fp32", "tflite-fp16", "tflite-int8", "tflite-dynamic")
+from edgefair.contracts.errors import EdgefairError
+from edgefair.contracts.measurement import PROFILE_NAMES
+from edgefair.contracts.targets import TARGET_NAMES, TARGETS
+
 ARCHS = ("cnn", "mobilenetv2", "resnet18")
-PROFILES = ("quick", "standard", "mlperf")
 PRUNING = ("unstructured", "structured")
 
 
-class ConfigError(ValueError):
+class ConfigError(EdgefairError, ValueError):
     """One line naming the file, the key and the allowed values."""
 
 
@@ -26,7 +27,7 @@ class SweepConfig:
     archs: list[str] = field(default_factory=lambda: ["cnn"])
     epochs: int = 12
     seed: int = 0
-    targets: list[str] = field(default_factory=lambda: list(ALL_TARGETS))
+    targets: list[str] = field(default_factory=lambda: list(TARGET_NAMES))
     sparsities: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.75, 0.9])
     pruning: str = "unstructured"
     finetune_epochs: int = 1
@@ -74,26 +75,57 @@ def _check_list(src: str, key: str, values: list, allowed: tuple[str, ...]) -> N
             raise ConfigError(f"{src}: {key}: '{v}' is not allowed; allowed values: {', '.join(allowed)}")
 
 
-def validate(cfg: SweepConfig, src: str = "sweep config") -> SweepConfig:
-    """Check every key's value; raise ConfigError naming the key and the allowed values."""
+def _check_choices(cfg: SweepConfig, src: str) -> None:
     if "all" in cfg.targets:
-        cfg.targets = list(ALL_TARGETS)
-    _check_list(src, "targets", cfg.targets, ALL_TARGETS)
+        cfg.targets = list(TARGET_NAMES)
+    _check_list(src, "targets", cfg.targets, TARGET_NAMES)
     _check_list(src, "archs", cfg.archs, ARCHS)
-    if cfg.pruning not in PRUNING:
-        raise ConfigError(f"{src}: pruning: '{cfg.pruning}' is not allowed; allowed values: {', '.join(PRUNING)}")
-    if cfg.profile not in PROFILES:
-        raise ConfigError(f"{src}: profile: '{cfg.profile}' is not allowed; allowed values: {', '.join(PROFILES)}")
+    _check_list(src, "pruning", [cfg.pruning], PRUNING)
+    _check_list(src, "profile", [cfg.profile], PROFILE_NAMES)
+
+
+def _check_numbers(cfg: SweepConfig, src: str) -> None:
     for s in cfg.sparsities:
         if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 <= s < 1:
             raise ConfigError(f"{src}: sparsities: {s!r} is outside the allowed range [0, 1)")
+    for key, low in (("epochs", 1), ("calib", 1), ("min_n", 1), ("threads", 0), ("finetune_epochs", 0),
+                     ("seed", None)):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
+            raise ConfigError(f"{src}: {key}: must be an integer >= {low}, got {v!r}" if low is not None else
+                              f"{src}: {key}: must be an integer, got {v!r}")
+    for key in ("min_runs", "min_seconds"):
+        y = getattr(cfg, key)
+        if y is not None and (isinstance(y, bool) or not isinstance(y, (int, float)) or y < 0):
+            raise ConfigError(f"{src}: {key}: must be a number >= 0, got {y!r}")
+    for key, lo, hi in (("gap_points", 0.0, float("inf")), ("min_accuracy_ratio", 0.0, 1.0)):
+        x = getattr(cfg, key)
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not lo <= x <= hi:
+            raise ConfigError(f"{src}: {key}: must be a number in [{lo:g}, {hi:g}], got {x!r}")
+
+
+def _check_reference(cfg: SweepConfig, src: str) -> None:
+    """The audit compares against an uncompressed fp32 artefact: the matrix must contain one."""
+    fp32 = [t for t in cfg.targets if TARGETS[t].is_fp32]
+    if 0 not in cfg.sparsities or not fp32:
+        raise ConfigError(f"{src}: the audit needs an uncompressed reference: sparsities must include 0 and targets "
+                          "an fp32 target (torch-fp32, onnx-fp32 or tflite-fp32)")
+
+
+def validate(cfg: SweepConfig, src: str = "sweep config") -> SweepConfig:
+    """Check every key's value; raise ConfigError naming the key and the allowed values."""
+    from edgefair.data.registry import canonical_spec
+    from edgefair.data.sample import DatasetError
+
     if not cfg.targets or not cfg.sparsities or not cfg.devices or not cfg.archs:
         raise ConfigError(f"{src}: targets, sparsities, devices and archs must each name at least one value")
-    for key in ("epochs", "calib", "min_n", "threads"):
-        if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) < (0 if key == "threads" else 1):
-            raise ConfigError(f"{src}: {key}: must be a positive integer, got {getattr(cfg, key)!r}")
-    if not isinstance(cfg.finetune_epochs, int) or cfg.finetune_epochs < 0:
-        raise ConfigError(f"{src}: finetune_epochs: must be an integer >= 0, got {cfg.finetune_epochs!r}")
+    _check_choices(cfg, src)
+    _check_numbers(cfg, src)
+    _check_reference(cfg, src)
+    try:
+        canonical_spec(cfg.dataset)
+    except DatasetError as e:
+        raise ConfigError(f"{src}: dataset: {e}") from None
     return cfg
 
 

@@ -147,7 +147,7 @@ def _num(v: Any, where: str, key: str) -> float | None:
 def _normalise(raw: dict[str, Any], where: str) -> dict[str, Any]:
     if not raw.get("artifact") or not raw.get("device"):
         raise GateError(f"{where}: a row lacks 'artifact' or 'device': {json.dumps(raw, default=str)[:200]}")
-    row = {"artifact": str(raw["artifact"]), "device": str(raw["device"])}
+    row: dict[str, Any] = {"artifact": str(raw["artifact"]), "device": str(raw["device"])}
     for key in ("size_bytes", "p90_s", "peak_rss_kb", "accuracy", "largest_gap"):
         v = _num(raw.get(key), where, key)
         row[key] = int(v) if v is not None and key in ("size_bytes", "peak_rss_kb") and v.is_integer() else v
@@ -384,7 +384,7 @@ def format_diff_table(result: GateResult, *, only_failures: bool = False, width:
     for col, justify in (("artefact", "left"), ("device", "left"), ("metric", "left"), ("baseline", "right"),
                          ("current", "right"), ("change", "right"), ("bound", "right"), ("", "left"),
                          ("note", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for r in result.rows:
         if only_failures and r.ok:
             continue

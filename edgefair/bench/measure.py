@@ -1,30 +1,44 @@
-"""``bench run``: measure every artefact of a folder on one device and store the results."""
+"""``bench run``: measure every artefact of a folder on one device and store the results.
+
+Test data comes from the artefacts' own manifests (the dataset reference recorded at
+training: canonical spec, split seed, fingerprint) or from an explicit ``--dataset``, never
+from the working directory: the same artefacts give the same predictions wherever the
+command runs.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from edgefair.bench.console import CLIError
-from edgefair.bench.store import Store, settings_key
+from edgefair.bench.store import Store
+from edgefair.contracts.dataset import DatasetRef, Preprocessing
+from edgefair.contracts.manifest import MANIFEST, Manifest, read_manifest
+from edgefair.contracts.measurement import RunSettings, settings_key
+from edgefair.contracts.result import AgentResult
+
+Event = Callable[[str, str, dict], None]
 
 
-@dataclass
-class RunSettings:
-    """Measurement settings: part of the key a result is stored under."""
+@dataclass(frozen=True)
+class Artifact:
+    """An artefact folder and its parsed manifest."""
 
-    profile: str = "quick"
-    threads: int = 1
-    mode: str = "bench"  # bench | both (bench + eval) | eval
-    overrides: dict[str, Any] = field(default_factory=dict)
-    eval_limit: int | None = None  # evaluate only the first N test samples (slow emulated devices)
+    folder: Path
+    manifest: Manifest
 
-    def key_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def artifact_id(self) -> str:
+        return self.manifest.artifact_id
 
 
 @dataclass
@@ -42,55 +56,92 @@ class ArtifactRow:
     error: str | None = None
     samples_path: str | None = None
     valid: bool | None = None
+    invalid_reasons: list[str] | None = None
 
 
-REQUIRED_KEYS = ("artifact_id", "name", "format", "model_file", "preprocessing", "file")
-
-
-def discover_artifacts(root: Path) -> list[tuple[Path, dict]]:
-    """Every ``*/manifest.json`` under ``root`` (sorted by name)."""
+def discover_artifacts(root: Path) -> list[Artifact]:
+    """Every ``*/manifest.json`` under ``root`` (sorted by folder name), each validated."""
     root = Path(root)
     if not root.is_dir():
         raise CLIError(f"{root}: artefact folder not found (run bench export first)")
-    found = []
-    for mf in sorted(root.glob("*/manifest.json")):
-        try:
-            manifest = json.loads(mf.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CLIError(f"{mf}: unreadable manifest ({e})") from None
-        missing = [k for k in REQUIRED_KEYS if k not in manifest] if isinstance(manifest, dict) else list(REQUIRED_KEYS)
-        if missing:
-            raise CLIError(f"{mf}: not an edgefair manifest (missing {', '.join(missing)}); wrap your own model with bench export --import")
-        found.append((mf.parent, manifest))
+    found = [Artifact(mf.parent, read_manifest(mf.parent)) for mf in sorted(root.glob(f"*/{MANIFEST}"))]
     if not found:
         raise CLIError(f"{root}: no artefacts (no */manifest.json)")
     return found
 
 
-def dataset_spec_for(manifests: list[dict], override: str | None) -> str:
-    """The dataset the artefacts' source run was trained on, unless overridden."""
+def select(found: list[Artifact], only: list[str] | None) -> list[Artifact]:
+    """The artefacts named in ``only`` (all when empty); an unknown name is an error."""
+    if not only:
+        return found
+    names = {a.name for a in found}
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise CLIError(f"--only {', '.join(unknown)}: no such artefact (have: {', '.join(sorted(names))})")
+    return [a for a in found if a.name in only]
+
+
+def eval_dataset(artifacts: list[Artifact], override: str | None) -> DatasetRef:
+    """The test data for these artefacts: their recorded dataset, or ``override``.
+
+    An explicit spec equal to the recorded one keeps the recorded split seed and
+    fingerprint; any other explicit spec is loaded with split seed 0.
+    """
+    from edgefair.data.registry import canonical_spec
+
+    refs = {a.name: a.manifest.source.dataset for a in artifacts}
     if override:
-        return override
-    for m in manifests:
-        run = (m.get("source") or {}).get("run")
-        if run and (Path(run) / "model.json").exists():
-            return json.loads((Path(run) / "model.json").read_text())["dataset"]["spec"]
-    return "synthfer"
+        spec = canonical_spec(override)
+        same = [r for r in refs.values() if r is not None and r.spec == spec]
+        return same[0] if same else DatasetRef(spec=spec, seed=0)
+    missing = [n for n, r in refs.items() if r is None]
+    if missing:
+        raise CLIError(f"artefact {missing[0]} names no dataset in its manifest (imported without a run?): "
+                       "pass --dataset SPEC to say what to evaluate it on")
+    distinct = {(r.spec, r.seed, r.fingerprint): n for n, r in refs.items() if r is not None}
+    if len(distinct) > 1:
+        shown = "; ".join(f"{n}: {spec} (seed {seed})" for (spec, seed, _), n in distinct.items())
+        raise CLIError(f"the artefacts were trained on different datasets ({shown}): pass --dataset or --only")
+    ref = next(r for r in refs.values() if r is not None)
+    return ref
 
 
-def write_test_batch(dataset_spec: str, manifest: dict, out: Path, *, split: str = "test", limit: int | None = None) -> tuple[Path, dict[str, int]]:
+def load_eval_dataset(ref: DatasetRef) -> Any:
+    from edgefair.data.registry import load_ref
+
+    return load_ref(ref)
+
+
+def write_test_batch(dataset: Any, prep: Preprocessing, out: Path, *, split: str = "test",
+                     limit: int | None = None) -> tuple[Path, dict[str, int]]:
     """uint8 NHWC test images + ids as ``batch.npz``; returns it and the host-side labels by id."""
-    from edgefair.data.preprocess import Preprocessing, samples_to_uint8
-    from edgefair.data.registry import load_dataset
+    from edgefair.data.preprocess import samples_to_uint8
 
-    ds = load_dataset(dataset_spec)
-    samples = ds.split(split)[:limit] if limit else ds.split(split)
-    prep = Preprocessing.from_dict(manifest["preprocessing"])
+    samples = dataset.split(split)[:limit] if limit else dataset.split(split)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".tmp.npz")
     np.savez(tmp, images=samples_to_uint8(samples, prep), ids=np.array([s.sample_id for s in samples]))
     tmp.replace(out)
     return out, {s.sample_id: s.label for s in samples}
+
+
+class _Batches:
+    """One test batch per preprocessing (and eval limit), written once per invocation."""
+
+    def __init__(self, ref: DatasetRef, settings: RunSettings, folder: Path) -> None:
+        self.ref, self.settings, self.folder = ref, settings, folder
+        self._dataset: Any = None
+        self._made: dict[str, tuple[Path, dict[str, int]]] = {}
+
+    def get(self, prep: Preprocessing) -> tuple[Path, dict[str, int]]:
+        limit = self.settings.eval_limit if self.settings.evaluates else 1
+        key = settings_key({"prep": prep.to_dict(), "eval": self.settings.evaluates, "limit": limit,
+                            "data": [self.ref.spec, self.ref.seed, self.ref.fingerprint]})
+        if key not in self._made:
+            if self._dataset is None:
+                self._dataset = load_eval_dataset(self.ref)
+            self._made[key] = write_test_batch(self._dataset, prep, self.folder / f"batch-{key}.npz", limit=limit)
+        return self._made[key]
 
 
 def measure_artifacts(
@@ -102,7 +153,7 @@ def measure_artifacts(
     dataset: str | None = None,
     force: bool = False,
     only: list[str] | None = None,
-    on_event: Callable[[str, str, dict], None] | None = None,
+    on_event: Event | None = None,
 ) -> list[ArtifactRow]:
     """Run every artefact on ``device``; store each result in ``db`` as soon as it exists.
 
@@ -110,83 +161,92 @@ def measure_artifacts(
     measured again unless ``force``. A failure of one artefact (device error, agent
     error) is stored as failed and the loop goes on.
     """
-    from edgefair.devices import DeviceError, open_transport, resolve_device, run_artifact
+    from edgefair.devices import resolve_device
 
     event = on_event or (lambda kind, name, info: None)
-    found = discover_artifacts(artifacts)
-    if only:
-        found = [(p, m) for p, m in found if m.get("name", p.name) in only]
+    found = select(discover_artifacts(artifacts), only)
+    ref = eval_dataset(found, dataset)  # decided before any measurement starts
     profile = resolve_device(device)
-    db_path = Path(db)
-    results_dir = db_path.parent / "samples"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    spec = dataset_spec_for([m for _, m in found], dataset)
-    key = settings.key_dict()
-    rows: list[ArtifactRow] = []
-    batches: dict[tuple, tuple[Path, dict[str, int]]] = {}
-    transport = None
-    with Store(db_path) as store:
+    samples_dir = Path(db).parent / "samples"
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    loop = _MeasureLoop(profile, settings, _Batches(ref, settings, samples_dir), samples_dir, event)
+    with Store(Path(db)) as store:
         try:
-            for path, manifest in found:
-                name = manifest.get("name", path.name)
-                aid = manifest["artifact_id"]
-                store.put_artifact(manifest, path)
-                if not force and store.has_run(aid, profile.name, key):
-                    prev = store.get_run(aid, profile.name, key)
-                    rows.append(_row_from_db(name, aid, prev, manifest, "cached"))
-                    event("cached", name, {})
-                    continue
-                event("start", name, {})
-                prep_key = (json.dumps(manifest["preprocessing"], sort_keys=True), settings.mode != "bench", settings.eval_limit)
-                if prep_key not in batches:
-                    batch = results_dir / f"batch-{settings_key({'p': prep_key, 'd': spec})}.npz"
-                    batches[prep_key] = write_test_batch(spec, manifest, batch, limit=settings.eval_limit if settings.mode != "bench" else 1)
-                batch_path, labels = batches[prep_key]
-                try:
-                    if transport is None:
-                        transport = open_transport(profile, setup=True)
-                    result = run_artifact(transport, path, batch_path, mode=settings.mode,
-                                          threads=settings.threads, profile_name=settings.profile,
-                                          overrides=settings.overrides or None)
-                except DeviceError as e:
-                    failed = getattr(e, "result", None) or {}
-                    result = {**failed, "ok": False, "error": str(e).splitlines()[0]}
-                accuracy = _accuracy(result, labels)
-                samples_path = None
-                timing = result.get("timing") or {}
-                if timing.get("samples_s"):
-                    sp = results_dir / f"{aid}-{profile.name}-{settings_key(key)}.npy"
-                    np.save(sp, np.asarray(timing["samples_s"], dtype=np.float64))
-                    samples_path = str(sp)
-                store.put_run(artifact_id=aid, device=profile.name, settings=key, result=result,
-                              accuracy=accuracy, samples_path=samples_path)
-                row = _row_from_db(name, aid, store.get_run(aid, profile.name, key), manifest,
-                                   "measured" if result.get("ok") else "failed")
-                rows.append(row)
-                event("done" if result.get("ok") else "failed", name, asdict(row))
+            return [loop.one(store, art, force) for art in found]
         finally:
-            if transport is not None:
-                transport.close()
-    return rows
+            loop.close()
 
 
-def _accuracy(result: dict, labels: dict[str, int]) -> float | None:
-    ev = result.get("eval") or {}
-    ids, pred = ev.get("ids"), ev.get("pred")
-    if not ids or pred is None:
+class _MeasureLoop:
+    """Measures artefacts one by one on one device, reusing one open transport."""
+
+    def __init__(self, profile: Any, settings: RunSettings, batches: _Batches, samples_dir: Path,
+                 event: Event) -> None:
+        self.profile, self.settings, self.batches = profile, settings, batches
+        self.samples_dir, self.event = samples_dir, event
+        self.key = settings.key_dict()
+        self.transport: Any = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def one(self, store: Store, art: Artifact, force: bool) -> ArtifactRow:
+        store.put_artifact(art.manifest, art.folder)
+        if not force and store.has_run(art.artifact_id, self.profile.name, self.key):
+            self.event("cached", art.name, {})
+            return _row(art, store.get_run(art.artifact_id, self.profile.name, self.key), "cached")
+        self.event("start", art.name, {})
+        batch, labels = self.batches.get(art.manifest.preprocessing)
+        result = self._run(art, batch)
+        store.put_run(artifact_id=art.artifact_id, device=self.profile.name, settings=self.key, result=result,
+                      accuracy=_accuracy(result, labels), samples_path=self._save_samples(art, result))
+        row = _row(art, store.get_run(art.artifact_id, self.profile.name, self.key),
+                   "measured" if result.ok else "failed")
+        self.event("done" if result.ok else "failed", art.name, asdict(row))
+        return row
+
+    def _run(self, art: Artifact, batch: Path) -> AgentResult:
+        from edgefair.devices import DeviceError, open_transport, run_artifact
+
+        try:
+            if self.transport is None:
+                self.transport = open_transport(self.profile, setup=True)
+            doc = run_artifact(self.transport, art.folder, batch, mode=self.settings.mode,
+                               threads=self.settings.threads, profile_name=self.settings.profile,
+                               overrides=self.settings.overrides or None)
+            return AgentResult.from_dict(doc)
+        except DeviceError as e:
+            return AgentResult.failure(str(e), getattr(e, "result", None))
+
+    def _save_samples(self, art: Artifact, result: AgentResult) -> str | None:
+        samples = result.timing.samples_s
+        if not samples:
+            return None
+        path = self.samples_dir / f"{art.artifact_id}-{self.profile.name}-{settings_key(self.key)}.npy"
+        np.save(path, np.asarray(samples, dtype=np.float64))
+        return str(path)
+
+
+def _accuracy(result: AgentResult, labels: dict[str, int]) -> float | None:
+    preds = result.predictions
+    if preds is None:
         return None
-    y = np.array([labels[i] for i in ids])
-    return float((np.asarray(pred) == y).mean())
+    y = np.array([labels[i] for i in preds.ids])
+    return float((np.asarray(preds.pred) == y).mean())
 
 
-def _row_from_db(name: str, aid: str, rec: dict | None, manifest: dict, status: str) -> ArtifactRow:
+def _row(art: Artifact, rec: dict | None, status: str) -> ArtifactRow:
     rec = rec or {}
-    ms = lambda v: None if v is None else v * 1e3  # noqa: E731
+
+    def ms(v: float | None) -> float | None:
+        return None if v is None else v * 1e3
+
+    result = rec.get("result") or {}
     return ArtifactRow(
-        name=name, artifact_id=aid, status=status,
+        name=art.name, artifact_id=art.artifact_id, status=status,
         p50_ms=ms(rec.get("p50_s")), p90_ms=ms(rec.get("p90_s")),
         peak_rss_mb=None if rec.get("peak_rss_kb") is None else rec["peak_rss_kb"] / 1024,
-        size_bytes=(manifest.get("file") or {}).get("size_bytes"), accuracy=rec.get("accuracy"),
-        error=rec.get("error"), samples_path=rec.get("samples_path"),
-        valid=None if rec.get("valid") is None else bool(rec.get("valid")),
-    )
+        size_bytes=art.manifest.file.size_bytes, accuracy=rec.get("accuracy"), error=rec.get("error"),
+        samples_path=rec.get("samples_path"), valid=None if rec.get("valid") is None else bool(rec.get("valid")),
+        invalid_reasons=list(result.get("invalid_reasons") or []))

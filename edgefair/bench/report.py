@@ -29,15 +29,17 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import re
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from edgefair.bench import units
 from edgefair.bench.store import Store, StoreError
+from edgefair.contracts.errors import EdgefairError
+from edgefair.contracts.jsonio import atomic_write_bytes, one_line
 
 TIE_TOLERANCE = 0.02
 RULE = (
@@ -59,7 +61,7 @@ VERDICTS = {
 PLOT_PREFIXES = ("pareto-", "groups-")
 
 
-class ReportError(ValueError):
+class ReportError(EdgefairError, ValueError):
     """The report cannot be made (missing or empty database); the message names the file."""
 
 
@@ -77,6 +79,10 @@ class Recommendation:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def plain(self) -> str:
+        """The recommendation as terminal text (no Markdown marks)."""
+        return self.text.replace("**", "").replace("`", "")
 
 
 @dataclass
@@ -221,62 +227,50 @@ def _loads(text: str | None) -> Any:
         return None
 
 
-def _row(run: dict[str, Any], art: dict[str, Any] | None, au: dict[str, Any] | None) -> ReportRow:
-    result = _loads(run.get("result_json")) or {}
+def _pick(au: dict[str, Any] | None, summary: dict[str, Any], col: str) -> Any:
+    """An audits-table column, else the value computed from its audit_json (None without an audit)."""
+    if au is None:
+        return None
+    return au[col] if au.get(col) is not None else summary.get(col)
+
+
+def _run_fields(run: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    ok = run["status"] == "ok"
     env = result.get("env") or {}
+    return {"device": run["device"], "settings": _loads(run.get("settings_json")) or {}, "status": run["status"],
+            "error": one_line(run.get("error") or "unknown error") if not ok else None,
+            "p50_s": run.get("p50_s"), "p90_s": run.get("p90_s"), "peak_rss_kb": run.get("peak_rss_kb"),
+            "valid": bool(run.get("valid")) if ok else True,
+            "emulated": bool(run.get("emulated")) or bool(env.get("emulated")),
+            "invalid_reasons": [str(x) for x in result.get("invalid_reasons") or []], "env": env,
+            "percentile_method": (result.get("timing") or {}).get("percentile_method"),
+            "created_at": run.get("created_at") or 0.0}
+
+
+def _audit_fields(run: dict[str, Any], au: dict[str, Any] | None) -> dict[str, Any]:
     audit = _loads(au["audit_json"]) if au else None
     summary = audit_summary(audit) if audit else {}
+    accuracy = _pick(au, summary, "accuracy")
+    return {"accuracy": run.get("accuracy") if accuracy is None else accuracy,
+            "verdict": _pick(au, summary, "verdict"),
+            "verdict_reasons": [str(x) for x in ((audit or {}).get("verdict") or {}).get("reasons") or []],
+            **{k: _pick(au, summary, k) for k in ("largest_gap", "gap_lo", "gap_hi", "gap_attribute")},
+            "reference": au.get("reference") if au else None,
+            "reference_accuracy": ((audit or {}).get("reference") or {}).get("accuracy"), "audit": audit}
+
+
+def _row(run: dict[str, Any], art: dict[str, Any] | None, au: dict[str, Any] | None) -> ReportRow:
+    result = _loads(run.get("result_json")) or {}
     art = art or {}
     manifest = _loads(art.get("manifest_json")) or {}
-    name = art.get("name") or (result.get("artifact") or {}).get("name") or run["artifact_id"]
-
-    def pick(col: str) -> Any:  # the audits row, else computed from its audit_json
-        if au is not None and au.get(col) is not None:
-            return au[col]
-        return summary.get(col)
-
-    ok = run["status"] == "ok"
-    accuracy = pick("accuracy") if au else None
-    if accuracy is None:
-        accuracy = run.get("accuracy")
-    reference = (audit or {}).get("reference") or {}
+    fields: dict[str, Any] = {k: art.get(k) for k in ("size_bytes", "gzip_bytes", "sparsity_requested",
+                                                      "sparsity_measured")}
+    fields.update(_run_fields(run, result))
+    fields.update(_audit_fields(run, au))
     return ReportRow(
         artifact_id=run["artifact_id"],
-        name=name,
-        target=art.get("target") or manifest.get("target") or "",
-        device=run["device"],
-        settings=_loads(run.get("settings_json")) or {},
-        status=run["status"],
-        error=_one_line(run.get("error")) if not ok else None,
-        size_bytes=art.get("size_bytes"),
-        gzip_bytes=art.get("gzip_bytes"),
-        sparsity_requested=art.get("sparsity_requested"),
-        sparsity_measured=art.get("sparsity_measured"),
-        p50_s=run.get("p50_s"),
-        p90_s=run.get("p90_s"),
-        peak_rss_kb=run.get("peak_rss_kb"),
-        accuracy=accuracy,
-        valid=bool(run.get("valid")) if ok else True,
-        emulated=bool(run.get("emulated")) or bool(env.get("emulated")),
-        invalid_reasons=[str(x) for x in result.get("invalid_reasons") or []],
-        verdict=pick("verdict") if au else None,
-        verdict_reasons=[str(x) for x in ((audit or {}).get("verdict") or {}).get("reasons") or []],
-        largest_gap=pick("largest_gap") if au else None,
-        gap_lo=pick("gap_lo") if au else None,
-        gap_hi=pick("gap_hi") if au else None,
-        gap_attribute=pick("gap_attribute") if au else None,
-        reference=au.get("reference") if au else None,
-        reference_accuracy=reference.get("accuracy"),
-        audit=audit,
-        env=env,
-        percentile_method=(result.get("timing") or {}).get("percentile_method"),
-        created_at=run.get("created_at") or 0.0,
-    )
-
-
-def _one_line(text: str | None) -> str:
-    lines = [ln.strip() for ln in (text or "unknown error").strip().splitlines() if ln.strip()]
-    return lines[0] if lines else "unknown error"
+        name=art.get("name") or (result.get("artifact") or {}).get("name") or run["artifact_id"],
+        target=art.get("target") or manifest.get("target") or "", **fields)
 
 
 # ------------------------------------------------------------------ the recommendation
@@ -288,12 +282,16 @@ def _by_rule(rows: list[ReportRow], emulated: bool) -> tuple[ReportRow, list[Rep
         return float(r.gzip_bytes if r.gzip_bytes is not None else r.size_bytes or 0)
 
     if emulated:
-        front = [r for r, f in zip(rows, pareto_front([(gz(r), -(r.accuracy or 0)) for r in rows])) if f]
+        front = [r for r, f in zip(rows, pareto_front([(gz(r), -(r.accuracy or 0)) for r in rows]), strict=True) if f]
         return min(front, key=lambda r: (gz(r), -(r.accuracy or 0), r.name)), []
-    front = [r for r, f in zip(rows, pareto_front([(r.p50_s, gz(r), -(r.accuracy or 0)) for r in rows])) if f]
-    fastest = min(r.p50_s for r in front)
-    tied = [r for r in front if r.p50_s <= fastest * (1 + TIE_TOLERANCE)]
-    pick = min(tied, key=lambda r: (gz(r), r.p50_s, -(r.accuracy or 0), r.name))
+    def p50(r: ReportRow) -> float:  # the caller passes only timed rows here
+        return float(r.p50_s if r.p50_s is not None else float("inf"))
+
+    keys = [(p50(r), gz(r), -(r.accuracy or 0)) for r in rows]
+    front = [r for r, f in zip(rows, pareto_front(keys), strict=True) if f]
+    fastest = min(p50(r) for r in front)
+    tied = [r for r in front if p50(r) <= fastest * (1 + TIE_TOLERANCE)]
+    pick = min(tied, key=lambda r: (gz(r), p50(r), -(r.accuracy or 0), r.name))
     return pick, [r for r in tied if r is not pick]
 
 
@@ -308,28 +306,26 @@ def _facts(r: ReportRow, emulated: bool) -> str:
     return ", ".join(parts)
 
 
-def recommend(device: str, rows: list[ReportRow]) -> Recommendation:
-    """Apply RULE to one device's rows."""
-    emulated = any(r.emulated for r in rows)
-    measured = [r for r in rows if r.ok and (emulated or r.p50_s is not None)]
-    passing = [r for r in measured if r.verdict == "pass"]
-    valid_pass = [r for r in passing if r.valid]
-    skipped = [r for r in passing if not r.valid]
-    note = ""
-    if skipped:
-        note = " Not considered, their run being invalid (throttled): " + ", ".join(
-            f"`{r.name}`" for r in skipped) + "."
-    caveat = " Emulated device: latency is not comparable, so the smallest gzip size decided." if emulated else ""
-    if valid_pass:
-        pick, tied = _by_rule(valid_pass, emulated)
-        tie = ""
-        if tied:
-            tie = (" Its p50 ties (within {:.0%}) with ".format(TIE_TOLERANCE)
-                   + ", ".join(f"`{r.name}` ({_ms(r.p50_s)} ms)" for r in tied) + "; the smaller gzip size wins.")
-        text = (f"**{device}: `{pick.name}`** ({_facts(pick, emulated)}), the "
-                f"{'smallest' if emulated else 'fastest'} Pareto-optimal artefact with verdict pass "
-                f"among {len(valid_pass)}.{tie}{caveat}{note}")
-        return Recommendation(device=device, artifact=pick.name, text=text, emulated=emulated)
+def _skipped_note(skipped: list[ReportRow]) -> str:
+    if not skipped:
+        return ""
+    return " Not considered, their run being invalid: " + ", ".join(f"`{r.name}`" for r in skipped) + "."
+
+
+def _recommend_passing(device: str, valid_pass: list[ReportRow], emulated: bool, tail: str) -> Recommendation:
+    pick, tied = _by_rule(valid_pass, emulated)
+    tie = ""
+    if tied:
+        tie = (f" Its p50 ties (within {TIE_TOLERANCE:.0%}) with "
+               + ", ".join(f"`{r.name}` ({_ms(r.p50_s)} ms)" for r in tied) + "; the smaller gzip size wins.")
+    text = (f"**{device}: `{pick.name}`** ({_facts(pick, emulated)}), the "
+            f"{'smallest' if emulated else 'fastest'} Pareto-optimal artefact with verdict pass "
+            f"among {len(valid_pass)}.{tie}{tail}")
+    return Recommendation(device=device, artifact=pick.name, text=text, emulated=emulated)
+
+
+def _recommend_none(device: str, measured: list[ReportRow], emulated: bool, caveat: str,
+                    note: str) -> Recommendation:
     audited = [r for r in measured if r.verdict is not None and r.valid]
     if not audited:
         text = (f"**{device}: no artefact passes.** No run on this device has both a valid measurement and a "
@@ -344,6 +340,19 @@ def recommend(device: str, rows: list[ReportRow]) -> Recommendation:
                           emulated=emulated)
 
 
+def recommend(device: str, rows: list[ReportRow]) -> Recommendation:
+    """Apply RULE to one device's rows."""
+    emulated = any(r.emulated for r in rows)
+    measured = [r for r in rows if r.ok and (emulated or r.p50_s is not None)]
+    passing = [r for r in measured if r.verdict == "pass"]
+    note = _skipped_note([r for r in passing if not r.valid])
+    caveat = " Emulated device: latency is not comparable, so the smallest gzip size decided." if emulated else ""
+    valid_pass = [r for r in passing if r.valid]
+    if valid_pass:
+        return _recommend_passing(device, valid_pass, emulated, caveat + note)
+    return _recommend_none(device, measured, emulated, caveat, note)
+
+
 def _reason(r: ReportRow) -> str:
     mine = [x for x in r.verdict_reasons if x.startswith(f"{r.verdict}:")]
     if mine:
@@ -352,31 +361,11 @@ def _reason(r: ReportRow) -> str:
 
 
 # ------------------------------------------------------------------ formatting
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
-def _pt(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}"
-
-
-def _ms(s: float | None) -> str:
-    if s is None:
-        return "—"
-    ms = 1000 * s
-    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
-
-
-def _size(n: int | float | None) -> str:
-    if n is None:
-        return "—"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.0f} KiB" if n >= 10 * 1024 else f"{n / 1024:.1f} KiB"
-    return f"{n / 1024 / 1024:.2f} MiB"
+_pct, _pt, _ms, _size = units.pct, units.points, units.ms, units.size
 
 
 def _rss(kb: int | None) -> str:
-    return "—" if kb is None else f"{kb / 1024:.1f}"
+    return units.DASH if kb is None else f"{kb / 1024:.1f}"
 
 
 def _sparsity(r: ReportRow) -> str:
@@ -408,7 +397,7 @@ def _slug(text: str, taken: set[str]) -> str:
 
 # ------------------------------------------------------------------ environment
 def _max_temp(zones: Any) -> float | None:
-    temps = [z.get("temp_c") for z in (zones or {}).values() if isinstance(z, dict) and z.get("temp_c") is not None]
+    temps = [float(z["temp_c"]) for z in (zones or {}).values() if isinstance(z, dict) and z.get("temp_c") is not None]
     return max(temps) if temps else None
 
 
@@ -455,6 +444,35 @@ ENV_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
 ]
 
 
+def _field_value(label: str, get: Callable[[dict[str, Any]], Any], envs: list[dict[str, Any]]) -> str | None:
+    """One fingerprint field over a device's runs: the value, or how it varied."""
+    counts: dict[str, int] = {}
+    for e in envs:
+        try:
+            v = get(e)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            v = None
+        if v is not None:
+            counts[str(v)] = counts.get(str(v), 0) + 1
+    if not counts:
+        return None
+    if len(counts) == 1:
+        return next(iter(counts))
+    if label == "runtimes":  # one per format: not a variation
+        return " · ".join(counts)
+    return "varies: " + " · ".join(f"{v} ({n} run{'s' if n > 1 else ''})" for v, n in counts.items())
+
+
+def _temperatures(envs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    out = []
+    for key, label in (("temperature_before", "temperature before"), ("temperature_after", "temperature after")):
+        temps = [t for t in (_max_temp(e.get(key)) for e in envs) if t is not None]
+        if temps:
+            rng = f"{min(temps):.1f} °C" if min(temps) == max(temps) else f"{min(temps):.1f}–{max(temps):.1f} °C"
+            out.append((label, f"{rng} (hottest zone; over {len(temps)} runs)"))
+    return out
+
+
 def environment(rows: list[ReportRow]) -> list[tuple[str, str]]:
     """(field, value) pairs of one device's runs; distinct values across runs are joined."""
     envs = [r.env for r in rows if r.env]
@@ -462,26 +480,10 @@ def environment(rows: list[ReportRow]) -> list[tuple[str, str]]:
     if not envs:
         return out
     for label, get in ENV_FIELDS:
-        counts: dict[str, int] = {}
-        for e in envs:
-            try:
-                v = get(e)
-            except (TypeError, ValueError, AttributeError, KeyError):
-                v = None
-            if v is not None:
-                counts[str(v)] = counts.get(str(v), 0) + 1
-        if len(counts) == 1:
-            out.append((label, next(iter(counts))))
-        elif label == "runtimes":  # one per format: not a variation
-            out.append((label, " · ".join(counts)))
-        elif counts:
-            out.append((label, "varies: " + " · ".join(f"{v} ({n} run{'s' if n > 1 else ''})"
-                                                        for v, n in counts.items())))
-    for key, label in (("temperature_before", "temperature before"), ("temperature_after", "temperature after")):
-        temps = [t for t in (_max_temp(e.get(key)) for e in envs) if t is not None]
-        if temps:
-            rng = f"{min(temps):.1f} °C" if min(temps) == max(temps) else f"{min(temps):.1f}–{max(temps):.1f} °C"
-            out.append((label, f"{rng} (hottest zone; over {len(temps)} runs)"))
+        value = _field_value(label, get, envs)
+        if value is not None:
+            out.append((label, value))
+    out += _temperatures(envs)
     methods = sorted({r.percentile_method for r in rows if r.percentile_method})
     if methods:
         out.append(("percentile method", ", ".join(methods)))
@@ -521,91 +523,104 @@ def _pareto_plots(devices: dict[str, list[ReportRow]], slugs: dict[str, str],
     return plots
 
 
-def _group_plots(devices: dict[str, list[ReportRow]]) -> list[Plot]:
-    """Per attribute, one forest plot: the reference then each artefact's audit.
-
-    An artefact whose audits are identical on every device (the same predictions) is
-    drawn once; otherwise once per device, labelled ``name @ device``.
-    """
-    from edgefair.bench.report_plots import GroupSeries, group_figure
-
+def _latest_audited(devices: dict[str, list[ReportRow]]) -> dict[str, list[ReportRow]]:
+    """Per artefact name, its newest audited row on each device."""
     latest: dict[tuple[str, str], ReportRow] = {}
     for device, rows in devices.items():
         for r in rows:
             key = (r.name, device)
             if r.audit and (key not in latest or r.created_at >= latest[key].created_at):
                 latest[key] = r
-    if not latest:
-        return []
     by_name: dict[str, list[ReportRow]] = {}
     for (name, _), r in sorted(latest.items()):
         by_name.setdefault(name, []).append(r)
-    attrs: list[str] = []
-    for r in latest.values():
-        attrs += [a["name"] for a in r.audit.get("attributes") or [] if a["name"] not in attrs]
-    plots = []
-    for attr in attrs:
-        series: list[GroupSeries] = []
-        groups: dict[str, int] = {}
-        ref: tuple[str, dict[str, tuple[float, float, float, bool]]] | None = None
-        min_n = 30
-        for name, rs in by_name.items():
-            found = [(r, next((x for x in r.audit.get("attributes") or [] if x["name"] == attr), None)) for r in rs]
-            found = [(r, a) for r, a in found if a is not None]
-            distinct: dict[str, list[tuple[ReportRow, dict[str, Any]]]] = {}
-            for r, a in found:
+    return by_name
+
+
+def _attribute(r: ReportRow, attr: str) -> dict[str, Any] | None:
+    return next((x for x in (r.audit or {}).get("attributes") or [] if x["name"] == attr), None)
+
+
+def _group_values(a: dict[str, Any], groups: dict[str, int]) -> dict[str, tuple[float, float, float, bool]]:
+    vals = {}
+    for g in a.get("groups") or []:
+        groups.setdefault(g["group"], g["n"])
+        lo, hi = g["accuracy_ci"]
+        vals[g["group"]] = (g["accuracy"], lo, hi, bool(g.get("sufficient", True)))
+    return vals
+
+
+def _reference_values(a: dict[str, Any]) -> dict[str, tuple[float, float, float, bool]]:
+    return {g["group"]: (g["reference_accuracy"], *g["reference_accuracy_ci"], bool(g.get("sufficient", True)))
+            for g in a.get("groups") or []
+            if g.get("reference_accuracy") is not None and g.get("reference_accuracy_ci")}
+
+
+@dataclass
+class _AttributeSeries:
+    """What one attribute's forest plot shows."""
+
+    series: list[Any] = field(default_factory=list)
+    groups: dict[str, int] = field(default_factory=dict)
+    reference: tuple[str, dict[str, tuple[float, float, float, bool]]] | None = None
+    min_n: int = 30
+
+
+def _collect_series(by_name: dict[str, list[ReportRow]], attr: str) -> _AttributeSeries:
+    from edgefair.bench.report_plots import GroupSeries
+
+    out = _AttributeSeries()
+    for name, rs in by_name.items():
+        distinct: dict[str, list[tuple[ReportRow, dict[str, Any]]]] = {}
+        for r in rs:
+            a = _attribute(r, attr)
+            if a is not None:
                 distinct.setdefault(json.dumps(a["groups"], sort_keys=True), []).append((r, a))
-            for same in distinct.values():
-                r, a = same[0]
-                min_n = (r.audit.get("settings") or {}).get("min_n", min_n)
-                vals = {}
-                for g in a.get("groups") or []:
-                    groups.setdefault(g["group"], g["n"])
-                    lo, hi = g["accuracy_ci"]
-                    vals[g["group"]] = (g["accuracy"], lo, hi, bool(g.get("sufficient", True)))
-                label = name if len(distinct) == 1 else f"{name} @ {', '.join(x.device for x, _ in same)}"
-                series.append(GroupSeries(label=label, verdict=r.verdict, values=vals))
-                refs = {g["group"]: (g["reference_accuracy"], *g["reference_accuracy_ci"],
-                                     bool(g.get("sufficient", True)))
-                        for g in a.get("groups") or []
-                        if g.get("reference_accuracy") is not None and g.get("reference_accuracy_ci")}
-                if ref is None and refs:
-                    ref = (r.reference or "reference", refs)
-        if not series:
-            continue
-        if ref is not None:
-            # The reference's own audit may be among the rows: do not draw it twice.
-            series = [s for s in series if s.label != ref[0]]
-            series.insert(0, GroupSeries(label=f"reference ({ref[0]})", verdict=None, values=ref[1]))
-        title = f"Accuracy by {attr}: reference and artefacts (95% Wilson intervals)"
-        png = group_figure(title, series, list(groups.items()), min_n)
-        cap = (f"Accuracy by {attr}: the reference and each artefact, 95% Wilson intervals; dotted lines: the "
-               f"reference's accuracy per group; hollow: n < {min_n}. An artefact audited identically on every "
-               "device is drawn once; otherwise its devices are named. The label's colour is the verdict.")
-        slug = "groups-" + re.sub(r"[^A-Za-z0-9._-]+", "_", attr)
-        plots.append(Plot(slug, f"Per-group accuracy: {attr}", png, cap))
-    return plots
+        for same in distinct.values():
+            r, a = same[0]
+            out.min_n = (r.audit or {}).get("settings", {}).get("min_n", out.min_n)
+            label = name if len(distinct) == 1 else f"{name} @ {', '.join(x.device for x, _ in same)}"
+            out.series.append(GroupSeries(label=label, verdict=r.verdict, values=_group_values(a, out.groups)))
+            refs = _reference_values(a)
+            if out.reference is None and refs:
+                out.reference = (r.reference or "reference", refs)
+    return out
+
+
+def _group_plot(by_name: dict[str, list[ReportRow]], attr: str) -> Plot | None:
+    from edgefair.bench.report_plots import GroupSeries, group_figure
+
+    got = _collect_series(by_name, attr)
+    if not got.series:
+        return None
+    series = got.series
+    if got.reference is not None:  # the reference's own audit may be among the rows: do not draw it twice
+        series = [s for s in series if s.label != got.reference[0]]
+        series.insert(0, GroupSeries(label=f"reference ({got.reference[0]})", verdict=None, values=got.reference[1]))
+    png = group_figure(f"Accuracy by {attr}: reference and artefacts (95% Wilson intervals)", series,
+                       list(got.groups.items()), got.min_n)
+    cap = (f"Accuracy by {attr}: the reference and each artefact, 95% Wilson intervals; dotted lines: the "
+           f"reference's accuracy per group; hollow: n < {got.min_n}. An artefact audited identically on every "
+           "device is drawn once; otherwise its devices are named. The label's colour is the verdict.")
+    return Plot("groups-" + re.sub(r"[^A-Za-z0-9._-]+", "_", attr), f"Per-group accuracy: {attr}", png, cap)
+
+
+def _group_plots(devices: dict[str, list[ReportRow]]) -> list[Plot]:
+    """Per attribute, one forest plot: the reference then each artefact's audit.
+
+    An artefact whose audits are identical on every device (the same predictions) is
+    drawn once; otherwise once per device, labelled ``name @ device``.
+    """
+    by_name = _latest_audited(devices)
+    attrs: list[str] = []
+    for rs in by_name.values():
+        for r in rs:
+            attrs += [a["name"] for a in (r.audit or {}).get("attributes") or [] if a["name"] not in attrs]
+    plots = [_group_plot(by_name, attr) for attr in attrs]
+    return [p for p in plots if p is not None]
 
 
 # ------------------------------------------------------------------ writing
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_report(db_path: Path, out_dir: Path) -> ReportInfo:
     """Write ``out_dir/report.html``, ``out_dir/report.md`` and ``out_dir/plots/*.png``.
 
@@ -629,15 +644,15 @@ def write_report(db_path: Path, out_dir: Path) -> ReportInfo:
     written = []
     for p in pareto + groups:
         path = plot_dir / f"{p.slug}.png"
-        _atomic_write(path, p.png)
+        atomic_write_bytes(path, p.png)
         written.append(path)
     if plot_dir.is_dir():  # figures of an earlier report that this one no longer has
         for old in plot_dir.glob("*.png"):
             if old.name.startswith(PLOT_PREFIXES) and old not in written:
                 old.unlink()
     md, page = out_dir / "report.md", out_dir / "report.html"
-    _atomic_write(md, _markdown(ctx).encode())
-    _atomic_write(page, _html(ctx).encode())
+    atomic_write_bytes(md, _markdown(ctx).encode())
+    atomic_write_bytes(page, _html(ctx).encode())
     return ReportInfo(html=page, markdown=md, plots=written, recommendations=list(recs.values()),
                       n_rows=len(rows), db_path=db_path)
 
@@ -674,40 +689,50 @@ def _md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _md_row(r: ReportRow, ctx: _Context) -> str:
+    device = r.device + (" (emulated: latency not comparable)" if r.emulated else "")
+    head = [f"`{r.name}`", device] + ([_settings_text(r.settings)] if ctx.many_settings else []) + [
+        _size(r.size_bytes), _size(r.gzip_bytes), _sparsity(r)]
+    if not r.ok:
+        cells = head + [f"run failed: {r.error}", "", "", "", "", "**run failed**"]
+    else:
+        gap, attr = _gap_text(r)
+        lat = [_ms(r.p50_s), _ms(r.p90_s)]
+        if not r.valid:
+            lat = [f"{v} ⚠ invalid" for v in lat]
+        cells = head + lat + [_rss(r.peak_rss_kb), _pct(r.accuracy), f"{gap} {attr}".strip(),
+                              f"**{r.verdict_label}**"]
+    return "| " + " | ".join(_md_cell(c) for c in cells) + " |"
+
+
+def _md_results(ctx: _Context) -> list[str]:
+    cols = COLUMNS[:2] + (["settings"] if ctx.many_settings else []) + COLUMNS[2:]
+    out = ["## Artefacts × devices", "", "| " + " | ".join(cols) + " |",
+           "|" + "|".join("---" if c in ("artefact", "device", "settings", "verdict") else "---:" for c in cols) + "|"]
+    out += [_md_row(r, ctx) for r in ctx.rows]
+    flagged = [r for r in ctx.rows if r.ok and not r.valid]
+    if flagged:
+        out += ["", "Invalid runs (latency not trusted):", ""]
+        out += [f"- `{r.name}` on {r.device}: {'; '.join(r.invalid_reasons) or 'flagged invalid'}" for r in flagged]
+    out += ["", "Gaps are in accuracy points: the largest difference in accuracy between two groups of one "
+            "attribute, with its 95% interval. Verdicts:", ""]
+    return out + [f"- **{k}**: {v}" for k, v in VERDICTS.items()]
+
+
+def _md_figures(title: str, plots: list[Plot], empty: str) -> list[str]:
+    return [f"## {title}", ""] + ([f"![{p.title}](plots/{p.slug}.png)\n\n{p.caption}\n" for p in plots]
+                                   or [empty, ""])
+
+
 def _markdown(ctx: _Context) -> str:
     out = ["# edgefair benchmark report", "",
            f"Generated {ctx.generated} from `{ctx.db_path}`: {ctx.counts}. "
            f"The same report with embedded figures: [report.html](report.html).", "",
            "## Recommendation", "", f"Rule: {RULE}", ""]
-    out += [f"- {r.text}" for r in ctx.recs.values()]
-    cols = COLUMNS[:2] + (["settings"] if ctx.many_settings else []) + COLUMNS[2:]
-    out += ["", "## Artefacts × devices", "", "| " + " | ".join(cols) + " |",
-            "|" + "|".join("---" if c in ("artefact", "device", "settings", "verdict") else "---:" for c in cols) + "|"]
-    for r in ctx.rows:
-        device = r.device + (" (emulated: latency not comparable)" if r.emulated else "")
-        head = [f"`{r.name}`", device] + ([_settings_text(r.settings)] if ctx.many_settings else []) + [
-            _size(r.size_bytes), _size(r.gzip_bytes), _sparsity(r)]
-        if not r.ok:
-            cells = head + [f"run failed: {r.error}", "", "", "", "", "**run failed**"]
-        else:
-            gap, attr = _gap_text(r)
-            lat = [_ms(r.p50_s), _ms(r.p90_s)]
-            if not r.valid:
-                lat = [f"{v} ⚠ invalid" for v in lat]
-            cells = head + lat + [_rss(r.peak_rss_kb), _pct(r.accuracy),
-                                  f"{gap} {attr}".strip(), f"**{r.verdict_label}**"]
-        out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-    flagged = [r for r in ctx.rows if r.ok and not r.valid]
-    if flagged:
-        out += ["", "Invalid runs (throttled; latency not trusted):", ""]
-        out += [f"- `{r.name}` on {r.device}: {'; '.join(r.invalid_reasons) or 'flagged invalid'}" for r in flagged]
-    out += ["", "Gaps are in accuracy points: the largest difference in accuracy between two groups of one "
-            "attribute, with its 95% interval. Verdicts:", ""]
-    out += [f"- **{k}**: {v}" for k, v in VERDICTS.items()]
-    out += ["", "## Pareto fronts", ""]
-    out += [f"![{p.title}](plots/{p.slug}.png)\n\n{p.caption}\n" for p in ctx.pareto]
-    out += ["## Per-group accuracy", ""]
-    out += [f"![{p.title}](plots/{p.slug}.png)\n\n{p.caption}\n" for p in ctx.groups] or ["No audits stored.", ""]
+    out += [f"- {r.text}" for r in ctx.recs.values()] + [""]
+    out += _md_results(ctx) + [""]
+    out += _md_figures("Pareto fronts", ctx.pareto, "No successful run with an accuracy.")
+    out += _md_figures("Per-group accuracy", ctx.groups, "No audits stored.")
     out += ["## Environment", ""]
     for device, rows in ctx.devices.items():
         out += [f"### {device}", "", "| field | value |", "|---|---|"]

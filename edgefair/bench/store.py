@@ -6,13 +6,19 @@ stopped: a result either committed whole or is absent. ``report`` reads only thi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from edgefair.contracts.errors import EdgefairError
+from edgefair.contracts.jsonio import dumps
+from edgefair.contracts.manifest import Manifest
+from edgefair.contracts.measurement import settings_key
+from edgefair.contracts.result import AgentResult
 
 SCHEMA_VERSION = 1
 
@@ -44,13 +50,17 @@ CREATE TABLE IF NOT EXISTS stages (
 """
 
 
-class StoreError(RuntimeError):
+_SUMMARY_ARTIFACT = ("artifact_id", "name", "target", "format", "precision", "sparsity_requested",
+                     "sparsity_measured", "size_bytes", "gzip_bytes", "params_total", "params_nonzero")
+_SUMMARY_RUN = ("device", "status", "error", "p50_s", "p90_s", "p99_s", "mean_s", "n", "peak_rss_kb", "valid",
+                "emulated")
+
+
+class StoreError(EdgefairError, RuntimeError):
     """The database file is unreadable, of another schema, or corrupt."""
 
 
-def settings_key(settings: dict[str, Any]) -> str:
-    """A stable short hash of measurement settings (profile, threads, mode...)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "settings_key"]
 
 
 class Store:
@@ -76,7 +86,7 @@ class Store:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -94,53 +104,47 @@ class Store:
         self._conn.execute("COMMIT")
 
     # ------------------------------------------------------------ writes
-    def put_artifact(self, manifest: dict[str, Any], path: Path) -> str:
-        sp = manifest.get("sparsity", {})
-        f = manifest.get("file", {})
-        p = manifest.get("params", {})
+    def put_artifact(self, manifest: Manifest, path: Path) -> str:
+        sp, f, p = manifest.sparsity, manifest.file, manifest.params
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (manifest["artifact_id"], manifest["name"], manifest["target"], manifest["format"], manifest["precision"],
-                 sp.get("requested"), sp.get("measured"), f.get("size_bytes"), f.get("gzip_bytes"),
-                 p.get("total"), p.get("nonzero"), str(path), json.dumps(manifest), time.time()),
+                (manifest.artifact_id, manifest.name, manifest.target, manifest.format, manifest.precision,
+                 sp.requested, sp.measured, f.size_bytes, f.gzip_bytes, p.total, p.nonzero, str(Path(path).resolve()),
+                 dumps(manifest.to_dict()), time.time()),
             )
-        return manifest["artifact_id"]
+        return manifest.artifact_id
 
-    def put_run(self, *, artifact_id: str, device: str, settings: dict[str, Any], result: dict[str, Any],
+    def put_run(self, *, artifact_id: str, device: str, settings: dict[str, Any], result: AgentResult,
                 accuracy: float | None = None, samples_path: str | None = None) -> None:
         """Store one agent result (ok or failed) for artefact × device × settings."""
-        ok = bool(result.get("ok"))
-        t = result.get("timing") or {}
-        rss = result.get("rss") or {}
-        peaks = [rss.get(k) for k in ("after_load_kb", "after_first_kb", "steady_kb") if rss.get(k) is not None]
+        t = result.timing
         with self.transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO runs (artifact_id, device, settings_key, settings_json, status, error, p50_s, p90_s, "
-                "p99_s, mean_s, std_s, n, peak_rss_kb, accuracy, valid, emulated, samples_path, result_json, created_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO runs (artifact_id, device, settings_key, settings_json, status, error, p50_s, "
+                "p90_s, p99_s, mean_s, std_s, n, peak_rss_kb, accuracy, valid, emulated, samples_path, result_json, "
+                "created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (artifact_id, device, settings_key(settings), json.dumps(settings, sort_keys=True),
-                 "ok" if ok else "failed", None if ok else (result.get("error") or "unknown error"),
-                 t.get("p50_s"), t.get("p90_s"), t.get("p99_s"), t.get("mean_s"), t.get("std_s"), t.get("n"),
-                 max(peaks) if peaks else None, accuracy, int(bool(result.get("valid", ok))),
-                 int(bool((result.get("env") or {}).get("emulated") or result.get("emulated"))),
-                 samples_path, json.dumps(result), time.time()),
+                 "ok" if result.ok else "failed", None if result.ok else (result.error or "unknown error"),
+                 t.p50_s, t.p90_s, t.p99_s, t.mean_s, t.std_s, t.n, result.rss.peak_kb, accuracy,
+                 int(result.valid), int(result.emulated), samples_path, dumps(result.to_dict()), time.time()),
             )
 
     def put_audit(self, *, artifact_id: str, device: str, settings: dict[str, Any], reference: str,
                   audit: dict[str, Any], summary: dict[str, Any]) -> None:
         with self.transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO audits (artifact_id, device, settings_key, reference, verdict, accuracy, largest_gap, "
-                "gap_lo, gap_hi, gap_attribute, audit_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO audits (artifact_id, device, settings_key, reference, verdict, accuracy, "
+                "largest_gap, gap_lo, gap_hi, gap_attribute, audit_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (artifact_id, device, settings_key(settings), reference, summary["verdict"], summary.get("accuracy"),
                  summary.get("largest_gap"), summary.get("gap_lo"), summary.get("gap_hi"), summary.get("gap_attribute"),
-                 json.dumps(audit), time.time()),
+                 dumps(audit), time.time()),
             )
 
     def put_stage(self, key: str, kind: str, status: str, detail: dict[str, Any]) -> None:
         with self.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?)", (key, kind, status, json.dumps(detail), time.time()))
+            c.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?)",
+                      (key, kind, status, dumps(detail), time.time()))
 
     # ------------------------------------------------------------ reads
     def get_stage(self, key: str) -> dict[str, Any] | None:
@@ -206,19 +210,17 @@ class Store:
                 continue
             au = best_audit.get(key) or {}
             rows.append({
-                **{k: a[k] for k in ("artifact_id", "name", "target", "format", "precision", "sparsity_requested",
-                                     "sparsity_measured", "size_bytes", "gzip_bytes", "params_total", "params_nonzero")},
-                **{k: r[k] for k in ("device", "status", "error", "p50_s", "p90_s", "p99_s", "mean_s", "n",
-                                     "peak_rss_kb", "valid", "emulated")},
+                **{k: a[k] for k in _SUMMARY_ARTIFACT}, **{k: r[k] for k in _SUMMARY_RUN},
                 "run_accuracy": r["accuracy"],
-                "verdict": au.get("verdict"), "audit_accuracy": au.get("accuracy"), "largest_gap": au.get("largest_gap"),
-                "gap_lo": au.get("gap_lo"), "gap_hi": au.get("gap_hi"), "gap_attribute": au.get("gap_attribute"),
+                **{k: au.get(k) for k in ("verdict", "largest_gap", "gap_lo", "gap_hi", "gap_attribute")},
+                "audit_accuracy": au.get("accuracy"),
             })
         rows.sort(key=lambda x: (x["name"], x["device"]))
         return rows
 
     def stages(self) -> list[dict[str, Any]]:
-        return [{**dict(r), "detail": json.loads(r["detail_json"])} for r in self._conn.execute("SELECT * FROM stages ORDER BY created_at")]
+        rows = self._conn.execute("SELECT * FROM stages ORDER BY created_at")
+        return [{**dict(r), "detail": json.loads(r["detail_json"])} for r in rows]
 
     def integrity_ok(self) -> bool:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

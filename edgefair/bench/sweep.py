@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgefair.bench.config import SweepConfig
+from edgefair.contracts.jsonio import atomic_write_json
 
 Event = Callable[[str, dict], None]
 
@@ -36,7 +39,10 @@ class SweepOutcome:
 
 
 def _train_key(cfg: SweepConfig, arch: str) -> str:
-    blob = json.dumps({"dataset": cfg.dataset, "arch": arch, "epochs": cfg.epochs, "seed": cfg.seed}, sort_keys=True)
+    from edgefair.data.registry import canonical_spec
+
+    blob = json.dumps({"dataset": canonical_spec(cfg.dataset), "arch": arch, "epochs": cfg.epochs, "seed": cfg.seed},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -50,93 +56,114 @@ def _trained(run_dir: Path, key: str) -> bool:
         return False
 
 
-def run_sweep(cfg: SweepConfig, *, out: Path, on_event: Event | None = None) -> SweepOutcome:
-    """Run (or resume) the whole study described by ``cfg`` under ``out``."""
-    from edgefair.bench.audit_run import audit_artifacts
-    from edgefair.bench.measure import RunSettings, measure_artifacts
-    from edgefair.bench.store import Store
-    from edgefair.export.matrix import export_matrix
-    from edgefair.fairness import VerdictThresholds
-    from edgefair.models.checkpoint import read_meta
-    from edgefair.models.run import TrainRequest, train_run
+def _count(items: Iterable[Any]) -> dict[str, int]:
+    return dict(Counter(str(x) for x in items))
 
-    t0 = time.perf_counter()
-    event = on_event or (lambda kind, info: None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    db = out / "results.db"
-    (out / "sweep.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    outcome = SweepOutcome(out=str(out), db=str(db), report=None)
-    overrides: dict[str, Any] = {}
-    if cfg.min_runs is not None:
-        overrides["min_runs"] = cfg.min_runs
-    if cfg.min_seconds is not None:
-        overrides["min_seconds"] = cfg.min_seconds
-    settings = RunSettings(profile=cfg.profile, threads=cfg.threads, mode="both", overrides=overrides)
-    thresholds = VerdictThresholds(min_relative_accuracy=cfg.min_accuracy_ratio, gap_widening_points=cfg.gap_points)
 
-    for arch in cfg.archs:
-        # 1. train (skipped when this exact training already finished)
-        key = _train_key(cfg, arch)
-        run_dir = out / "runs" / f"{arch}-{key}"
+class _Sweep:
+    """The stages of one sweep; each records what it did in the outcome."""
+
+    def __init__(self, cfg: SweepConfig, out: Path, event: Event) -> None:
+        from edgefair.contracts.measurement import RunSettings
+        from edgefair.fairness import VerdictThresholds
+
+        self.cfg, self.out, self.event = cfg, out, event
+        self.db = out / "results.db"
+        self.outcome = SweepOutcome(out=str(out), db=str(self.db), report=None)
+        overrides = {k: getattr(cfg, k) for k in ("min_runs", "min_seconds") if getattr(cfg, k) is not None}
+        self.settings = RunSettings(profile=cfg.profile, threads=cfg.threads, mode="both", overrides=overrides)
+        self.thresholds = VerdictThresholds(min_relative_accuracy=cfg.min_accuracy_ratio,
+                                            gap_widening_points=cfg.gap_points)
+
+    def train(self, arch: str) -> Path:
+        """Train (skipped when this exact training already finished)."""
+        from edgefair.models.checkpoint import read_meta
+        from edgefair.models.run import TrainRequest, train_run
+
+        key = _train_key(self.cfg, arch)
+        run_dir = self.out / "runs" / f"{arch}-{key}"
         if _trained(run_dir, key):
-            event("stage", {"stage": "train", "arch": arch, "status": "cached", "run": str(run_dir)})
+            self.event("stage", {"stage": "train", "arch": arch, "status": "cached", "run": str(run_dir)})
         else:
-            event("stage", {"stage": "train", "arch": arch, "status": "start"})
-            res = train_run(TrainRequest(dataset=cfg.dataset, arch=arch, out=run_dir, epochs=cfg.epochs, seed=cfg.seed,
-                                         tags={"sweep_key": key}),
-                            progress=lambda st, d, t, arch=arch: event("progress", {"stage": "train", "arch": arch, "done": d, "total": t, "what": st}))
-            event("stage", {"stage": "train", "arch": arch, "status": "done", "accuracy": res["test"]["accuracy"]})
-        outcome.stages.append({"stage": "train", "arch": arch, "run": str(run_dir),
-                               "test_accuracy": read_meta(run_dir).metrics["test"]["accuracy"]})
+            self.event("stage", {"stage": "train", "arch": arch, "status": "start"})
+            req = TrainRequest(dataset=self.cfg.dataset, arch=arch, out=run_dir, epochs=self.cfg.epochs,
+                               seed=self.cfg.seed, tags={"sweep_key": key})
+            res = train_run(req, progress=lambda st, d, t: self.event(
+                "progress", {"stage": "train", "arch": arch, "done": d, "total": t, "what": st}))
+            self.event("stage", {"stage": "train", "arch": arch, "status": "done",
+                                 "accuracy": res["test"]["accuracy"]})
+        self.outcome.stages.append({"stage": "train", "arch": arch, "run": str(run_dir),
+                                    "test_accuracy": read_meta(run_dir).metrics["test"]["accuracy"]})
+        return run_dir
 
-        # 2. export matrix (content-hash cached inside export_matrix)
-        art_dir = out / "artifacts" / arch
-        event("stage", {"stage": "export", "arch": arch, "status": "start"})
+    def export(self, arch: str, run_dir: Path) -> Path:
+        """The export matrix (content-hash cached inside export_matrix)."""
+        from edgefair.export.matrix import export_matrix
+
+        cfg = self.cfg
+        art_dir = self.out / "artifacts" / arch
+        self.event("stage", {"stage": "export", "arch": arch, "status": "start"})
         report = export_matrix(run_dir, targets=cfg.targets, sparsities=cfg.sparsities, out=art_dir,
                                pruning=cfg.pruning, finetune_epochs=cfg.finetune_epochs, calib=cfg.calib, qat=cfg.qat,
-                               progress=lambda *a, arch=arch, **k: event("progress", {"stage": "export", "arch": arch, "args": [str(x) for x in a]}))
-        exp = report.to_dict()
-        failed_exports = [r for r in exp.get("results", []) if r.get("status") == "failed"]
-        outcome.failed += [f"export {r.get('name')}: {r.get('reason') or r.get('error')}" for r in failed_exports]
-        outcome.stages.append({"stage": "export", "arch": arch, "artifacts": str(art_dir), "seconds": exp.get("seconds"),
-                               "statuses": _count(r.get("status") for r in exp.get("results", []))})
-        event("stage", {"stage": "export", "arch": arch, "status": "done"})
+                               progress=lambda *a, **k: self.event(
+                                   "progress", {"stage": "export", "arch": arch, "args": [str(x) for x in a]}))
+        self.outcome.failed += [f"export {r.name}: {r.reason}" for r in report.failed]
+        self.outcome.stages.append({"stage": "export", "arch": arch, "artifacts": str(art_dir),
+                                    "seconds": report.seconds, "statuses": _count(r.status for r in report.results)})
+        self.event("stage", {"stage": "export", "arch": arch, "status": "done"})
+        return art_dir
 
-        # 3. run on every device (stored per artefact; resumed from the database)
+    def run(self, arch: str, art_dir: Path, device: str) -> None:
+        """Measure on one device (stored per artefact; resumed from the database)."""
+        from edgefair.bench.measure import measure_artifacts
+
+        self.event("stage", {"stage": "run", "arch": arch, "device": device, "status": "start"})
+        t0 = time.perf_counter()
+        rows = measure_artifacts(artifacts=art_dir, device=device, db=self.db, settings=self.settings,
+                                 on_event=lambda k, n, i: self.event(
+                                     "artifact", {"stage": "run", "device": device, "kind": k, "name": n}))
+        self.outcome.failed += [f"run {r.name} on {device}: {r.error}" for r in rows if r.status == "failed"]
+        self.outcome.stages.append({"stage": "run", "arch": arch, "device": device,
+                                    "seconds": time.perf_counter() - t0, "statuses": _count(r.status for r in rows)})
+
+    def audit(self, arch: str, art_dir: Path, device: str) -> None:
+        """Audit against the uncompressed reference (resumed from the database)."""
+        from edgefair.bench.audit_run import AuditRequest, audit_artifacts
+
+        self.event("stage", {"stage": "audit", "arch": arch, "device": device, "status": "start"})
+        req = AuditRequest(artifacts=art_dir, db=self.db, device=device, attributes=self.cfg.attributes or None,
+                           intersections=self.cfg.intersections, min_n=self.cfg.min_n, thresholds=self.thresholds,
+                           resume=True)
+        summaries, _ = audit_artifacts(req, on_event=lambda k, n, i: self.event(
+            "artifact", {"stage": "audit", "device": device, "kind": k, "name": n}))
+        self.outcome.stages.append({"stage": "audit", "arch": arch, "device": device,
+                                    "verdicts": _count(s.verdict for s in summaries if not s.is_reference)})
+
+    def report(self) -> None:
+        """The report (reads only the database)."""
+        from edgefair.bench.report import write_report
+        from edgefair.bench.store import Store
+
+        self.event("stage", {"stage": "report", "status": "start"})
+        info = write_report(self.db, self.out / "report")
+        self.outcome.report = str(info.html)
+        self.outcome.recommendations = [r.plain() for r in info.recommendations]
+        with Store(self.db) as store:
+            store.put_stage("sweep", "sweep", "done", {"config": self.cfg.to_dict(), "failed": self.outcome.failed})
+
+
+def run_sweep(cfg: SweepConfig, *, out: Path, on_event: Event | None = None) -> SweepOutcome:
+    """Run (or resume) the whole study described by ``cfg`` under ``out``."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "sweep.json", cfg.to_dict())
+    sweep = _Sweep(cfg, out, on_event or (lambda kind, info: None))
+    for arch in cfg.archs:
+        art_dir = sweep.export(arch, sweep.train(arch))
         for device in cfg.devices:
-            event("stage", {"stage": "run", "arch": arch, "device": device, "status": "start"})
-            t_run = time.perf_counter()
-            rows = measure_artifacts(artifacts=art_dir, device=device, db=db, settings=settings, dataset=cfg.dataset,
-                                     on_event=lambda k, n, i, d=device: event("artifact", {"stage": "run", "device": d, "kind": k, "name": n}))
-            outcome.failed += [f"run {r.name} on {device}: {r.error}" for r in rows if r.status == "failed"]
-            outcome.stages.append({"stage": "run", "arch": arch, "device": device, "seconds": time.perf_counter() - t_run,
-                                   "statuses": _count(r.status for r in rows)})
-
-            # 4. audit against the uncompressed reference
-            event("stage", {"stage": "audit", "arch": arch, "device": device, "status": "start"})
-            summaries, _ = audit_artifacts(artifacts=art_dir, db=db, device=device, dataset=cfg.dataset,
-                                           attributes=cfg.attributes or None, intersections=cfg.intersections,
-                                           min_n=cfg.min_n, thresholds=thresholds, plots_dir=None, resume=True,
-                                           on_event=lambda k, n, i, d=device: event("artifact", {"stage": "audit", "device": d, "kind": k, "name": n}))
-            outcome.stages.append({"stage": "audit", "arch": arch, "device": device,
-                                   "verdicts": _count(s.verdict for s in summaries if not s.is_reference)})
-
-    # 5. report (reads only the database)
-    from edgefair.bench.report import write_report
-
-    event("stage", {"stage": "report", "status": "start"})
-    info = write_report(db, out / "report")
-    outcome.report = str(info.html)
-    outcome.recommendations = [f"{r.device}: {r.text}" for r in info.recommendations]
-    with Store(db) as store:
-        store.put_stage("sweep", "sweep", "done", {"config": cfg.to_dict(), "failed": outcome.failed})
-    outcome.seconds = time.perf_counter() - t0
-    return outcome
-
-
-def _count(items) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for x in items:
-        out[str(x)] = out.get(str(x), 0) + 1
-    return out
+            sweep.run(arch, art_dir, device)
+            sweep.audit(arch, art_dir, device)
+    sweep.report()
+    sweep.outcome.seconds = time.perf_counter() - t0
+    return sweep.outcome

@@ -1,87 +1,140 @@
-"""Rich tables printed at the end of commands (stderr)."""
+"""Rich tables printed at the end of commands (stderr). Names are escaped; units are binary."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
+from edgefair.bench import units
 from edgefair.bench.console import err
 
+VERDICT_COLOURS = {"pass": "green", "gap-widened": "red", "accuracy-drop": "red", "insufficient-evidence": "yellow"}
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
+
+def cell(text: object) -> str:
+    """A table cell from untrusted text: markup escaped, newlines flattened."""
+    return escape(" ".join(str(text).split()))
 
 
 def print_train_summary(result: dict[str, Any]) -> None:
     """Overall test accuracy and macro-F1, then accuracy with n for each group of each attribute."""
     test = result["test"]
-    err.print(f"[bold]{result['arch']}[/] on {result['dataset']}: {result['params']:,} parameters, "
+    err.print(f"[bold]{cell(result['arch'])}[/] on {cell(result['dataset'])}: {result['params']:,} parameters, "
               f"{result['epochs']} epochs in {result['train_seconds']:.0f} s; best val accuracy "
-              f"{_pct(result['best_val_accuracy'])} at epoch {result['best_epoch']}")
-    err.print(f"test accuracy [bold]{_pct(test['accuracy'])}[/], macro-F1 {test['macro_f1']:.3f} (n={test['n']})")
+              f"{units.pct(result['best_val_accuracy'])} at epoch {result['best_epoch']}")
+    err.print(f"test accuracy [bold]{units.pct(test['accuracy'])}[/], macro-F1 {test['macro_f1']:.3f} (n={test['n']})")
     table = Table(title="test accuracy by group", show_lines=False)
     for col in ("attribute", "group", "n", "accuracy", "gap to best"):
         table.add_column(col, justify="right" if col in ("n", "accuracy", "gap to best") else "left")
     for attr, groups in test["groups"].items():
         best = max(g["accuracy"] for g in groups.values())
         for name, g in sorted(groups.items(), key=lambda kv: -kv[1]["n"]):
-            table.add_row(attr, name, str(g["n"]), _pct(g["accuracy"]), f"{100 * (best - g['accuracy']):.1f} pt")
+            table.add_row(cell(attr), cell(name), str(g["n"]), units.pct(g["accuracy"]),
+                          f"{units.points(best - g['accuracy'])} pt")
     err.print(table)
-    err.print(f"wrote {result['run']}/model.pt and model.json")
+    err.print(f"wrote {result['run']}/model.pt and model.json", markup=False)
 
 
-def _mb(b: float | None) -> str:
-    return "—" if b is None else f"{b / 1e6:.3f}"
+def _status(r: Any) -> str:
+    if r.status == "failed":
+        return f"[red]failed[/]: {cell(r.error)}"
+    if r.valid is False:
+        reasons = "; ".join(r.invalid_reasons or []) or "see result"
+        return f"{r.status} [yellow](invalid: {cell(reasons)})[/]"
+    return r.status
 
 
 def print_run_table(rows: list, *, device: str, with_accuracy: bool) -> None:
-    """artefact, size, p50/p90 ms, peak RSS MB (and accuracy with --eval)."""
-    table = Table(title=f"bench run on {device}")
-    cols = ["artefact", "size MB", "p50 ms", "p90 ms", "peak RSS MB", "status"]
+    """artefact, size, p50/p90 ms, peak RSS (and accuracy with --eval)."""
+    table = Table(title=f"bench run on {cell(device)}")
+    cols = ["artefact", "size", "p50 ms", "p90 ms", "peak RSS", "status"]
     if with_accuracy:
         cols.insert(5, "accuracy")
     for c in cols:
         table.add_column(c, justify="left" if c in ("artefact", "status") else "right")
     for r in rows:
-        f = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
-        status = r.status if r.status != "failed" else f"[red]failed[/]: {r.error}"
-        if r.valid is False:
-            status += " [yellow](invalid: throttled)[/]"
-        vals = [r.name, _mb(r.size_bytes), f(r.p50_ms), f(r.p90_ms), f(r.peak_rss_mb, 1), status]
+        vals = [cell(r.name), units.size(r.size_bytes), units.ms(None if r.p50_ms is None else r.p50_ms / 1e3),
+                units.ms(None if r.p90_ms is None else r.p90_ms / 1e3),
+                units.rss_mib(None if r.peak_rss_mb is None else r.peak_rss_mb * 1024), _status(r)]
         if with_accuracy:
-            vals.insert(5, _pct(r.accuracy))
+            vals.insert(5, units.pct(r.accuracy))
         table.add_row(*vals)
     err.print(table)
 
 
 def print_audit_table(summaries: list, *, reference: str) -> None:
     """One line per artefact: verdict, accuracy, largest gap with its interval."""
-    table = Table(title=f"fairness audit (reference: {reference})")
+    table = Table(title=f"fairness audit (reference: {cell(reference)})")
     for c in ("artefact", "verdict", "accuracy", "largest gap", "95% CI", "where"):
         table.add_column(c, justify="right" if c in ("accuracy", "largest gap") else "left")
-    colours = {"pass": "green", "gap-widened": "red", "accuracy-drop": "red", "insufficient-evidence": "yellow"}
     for s in summaries:
-        verdict = "reference" if s.is_reference else f"[{colours.get(s.verdict, 'white')}]{s.verdict}[/]"
-        gap = "—" if s.largest_gap is None else f"{100 * s.largest_gap:.1f} pt"
-        ci = "—" if s.gap_lo is None else f"[{100 * s.gap_lo:.1f}, {100 * s.gap_hi:.1f}]"
-        table.add_row(s.name, verdict, _pct(s.accuracy), gap, ci, s.gap_attribute or "")
+        verdict = "reference" if s.is_reference else f"[{VERDICT_COLOURS.get(s.verdict, 'white')}]{s.verdict}[/]"
+        gap = units.DASH if s.largest_gap is None else f"{units.points(s.largest_gap)} pt"
+        ci = units.DASH if s.gap_lo is None else f"[{units.points(s.gap_lo)}, {units.points(s.gap_hi)}]"
+        table.add_row(cell(s.name), verdict, units.pct(s.accuracy), gap, escape(ci), cell(s.gap_attribute or ""))
     err.print(table)
 
 
-def print_export_table(report) -> None:
+def print_export_table(report: Any) -> None:
     """Per artefact: status, size, gzip size, measured sparsity, agreement with torch, val accuracy."""
-    table = Table(title=f"bench export: {report.run} → {report.out} ({report.seconds:.1f} s)")
-    for c in ("artefact", "status", "size KB", "gzip KB", "sparsity", "agreement", "val acc"):
+    table = Table(title=f"bench export: {cell(report.run)} → {cell(report.out)} ({report.seconds:.1f} s)")
+    for c in ("artefact", "status", "size", "gzip", "sparsity", "agreement", "val acc"):
         table.add_column(c, justify="left" if c in ("artefact", "status") else "right")
     for r in report.results:
         d = r.to_dict()
-        kb = lambda v: "—" if v is None else f"{v / 1024:.1f}"  # noqa: E731
-        status = d["status"] if d["status"] != "failed" else f"[red]failed[/]: {d['reason']}"
-        sp = "—" if d["measured_sparsity"] is None else f"{d['measured_sparsity']:.3f}"
-        table.add_row(d["name"], status, kb(d["size_bytes"]), kb(d["gzip_bytes"]), sp, _pct(d["agreement"]), _pct(d["val_accuracy"]))
+        status = d["status"] if d["status"] != "failed" else f"[red]failed[/]: {cell(d['reason'])}"
+        sp = units.DASH if d["measured_sparsity"] is None else f"{d['measured_sparsity']:.3f}"
+        table.add_row(cell(d["name"]), status, units.size(d["size_bytes"]), units.size(d["gzip_bytes"]), sp,
+                      units.pct(d["agreement"]), units.pct(d["val_accuracy"]))
     err.print(table)
     c = report.counts()
     if c.get("cached") and not c.get("converted"):
         err.print(f"all {c['cached']} artefacts were cached: nothing converted (use --force to redo)")
-    err.print(f"converter logs: {report.log}")
+    err.print(f"converter logs: {report.log}", markup=False)
+
+
+def _gap_cell(r: dict[str, Any]) -> str:
+    if r["largest_gap"] is None:
+        return units.DASH
+    ci = "" if r["gap_lo"] is None else f" [{units.points(r['gap_lo'])}, {units.points(r['gap_hi'])}]"
+    return escape(f"{units.points(r['largest_gap'])} pt{ci}")
+
+
+def _sweep_row(r: dict[str, Any]) -> list[str]:
+    acc = r["audit_accuracy"] if r["audit_accuracy"] is not None else r["run_accuracy"]
+    v = r["verdict"] or ("failed: " + (r["error"] or "") if r["status"] == "failed" else units.DASH)
+    return [cell(r["name"]), cell(r["device"]) + (" (emulated)" if r["emulated"] else ""), units.size(r["size_bytes"]),
+            units.size(r["gzip_bytes"]),
+            units.DASH if r["sparsity_measured"] is None else f"{r['sparsity_measured']:.2f}",
+            units.ms(r["p50_s"]), units.ms(r["p90_s"]), units.rss_mib(r["peak_rss_kb"]), units.pct(acc), _gap_cell(r),
+            f"[{VERDICT_COLOURS.get(v, 'white')}]{cell(v)}[/]"]
+
+
+def print_sweep_summary(outcome: Any) -> None:
+    """Training per-group table, the run table with verdicts, and the recommendation."""
+    from edgefair.bench.store import Store
+
+    for st in outcome.stages:
+        if st["stage"] == "train":
+            meta = json.loads((Path(st["run"]) / "model.json").read_text())
+            m = meta["metrics"]
+            print_train_summary({"arch": meta["arch"], "dataset": meta["dataset"]["spec"], "params": m["params"],
+                                 "epochs": meta["epochs"], "train_seconds": m["train_seconds"],
+                                 "best_val_accuracy": m["best_val_accuracy"], "best_epoch": m["best_epoch"],
+                                 "test": m["test"], "run": st["run"]})
+    with Store(Path(outcome.db)) as store:
+        rows = store.summary_rows()
+    table = Table(title="sweep results (p50/p90 in ms)")
+    for c in ("artefact", "device", "size", "gzip", "sparsity", "p50", "p90", "peak RSS", "accuracy",
+              "largest gap [95% CI]", "verdict"):
+        table.add_column(c, justify="left" if c in ("artefact", "device", "verdict") else "right")
+    for r in rows:
+        table.add_row(*_sweep_row(r))
+    err.print(table)
+    err.print(f"report: {outcome.report}  database: {outcome.db}  ({outcome.seconds:.0f} s)", markup=False)
+    for rec in outcome.recommendations:
+        err.print(f"recommendation: {rec}", markup=False, soft_wrap=True)

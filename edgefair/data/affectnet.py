@@ -86,7 +86,8 @@ def read_affectnet_csv(
         image = read_image(resolve_image(roots, rel), context=loc)
         face = crop_box(image, x, y, w, h)
         if face is None:
-            raise DatasetError(f"{loc}: face box ({x},{y},{w},{h}) lies outside the {image.shape[1]}x{image.shape[0]} image")
+            raise DatasetError(f"{loc}: face box ({x},{y},{w},{h}) lies outside the "
+                               f"{image.shape[1]}x{image.shape[0]} image")
         attributes = join_attributes(attrs[0], attrs[1], rel) if attrs else {}
         samples.append(Sample(f"affectnet-{Path(rel).with_suffix('').as_posix()}", face, expression, "", attributes))
     return samples, dropped

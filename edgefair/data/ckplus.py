@@ -49,7 +49,7 @@ def _cascade():
         import cv2
     except ImportError as exc:  # opencv-python arrives with onnx2tf
         raise RuntimeError("CK+ face cropping needs opencv-python (import cv2 failed)") from exc
-    path = cv2.data.haarcascades + CASCADE
+    path = cv2.data.haarcascades + CASCADE  # type: ignore[attr-defined]
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
         raise RuntimeError(f"{path}: OpenCV Haar cascade could not be loaded")

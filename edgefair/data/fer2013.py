@@ -63,7 +63,7 @@ def load_fer2013(path: Path, *, seed: int = 0) -> FERDataset:
         loc = where(path, line)
         label = parse_int(row["emotion"], "emotion", loc, lo=0, hi=len(FER2013_CLASSES) - 1)
         sample = Sample(f"fer2013-{line - 1}", parse_pixels(row["pixels"], loc), label, "", {})
-        if not has_usage:
+        if usage_col is None:
             unsplit.append(sample)
             continue
         split = USAGE_TO_SPLIT.get(row[usage_col].lower())

@@ -116,6 +116,41 @@ def _sample_ids(paths: list[str]) -> list[str]:
     return [Path(p).with_suffix("").as_posix() for p in paths]
 
 
+def _utk_attributes(table: list, attr_names: list[str]) -> dict[str, dict[str, str]]:
+    """UTKFace attributes from file names, when the CSV has no attribute columns and most names parse."""
+    if attr_names:
+        return {}
+    parsed = {r["path"]: utk_attributes(Path(r["path"]).name) for _, r in table}
+    if sum(v is not None for v in parsed.values()) * 2 <= len(parsed):
+        return {}
+    return {p: v or {k: UNKNOWN for k in ("age", "gender", "race")} for p, v in parsed.items()}
+
+
+def _classes(root: Path, table: list, labels_csv: Path) -> tuple[str, ...]:
+    classes_path = root / CLASSES_FILE
+    if classes_path.is_file():
+        return tuple(read_classes(classes_path))
+    return tuple(infer_classes([(ln, r["label"]) for ln, r in table], labels_csv))
+
+
+def _sample(root: Path, labels_csv: Path, sample_id: str, line: int, row: dict, classes: tuple[str, ...],
+            attr_names: list[str], utk: dict[str, dict[str, str]]) -> Sample:
+    loc = where(labels_csv, line)
+    if not row["path"]:
+        raise DatasetError(f"{loc}: empty path")
+    label = parse_label(row["label"], classes, loc)
+    image = read_image(root / row["path"], context=loc)
+    attrs = {a: row[a] or UNKNOWN for a in attr_names} or dict(utk.get(row["path"], {}))
+    return Sample(sample_id, image, label, row.get("subject", ""), attrs)
+
+
+def _split_of(labels_csv: Path, line: int, row: dict) -> str:
+    split = SPLIT_ALIASES.get(row["split"].lower())
+    if split is None:
+        raise DatasetError(f"{where(labels_csv, line)}: split '{row['split']}' is not one of train, val, test")
+    return split
+
+
 def load_folder(root: Path, *, seed: int = 0) -> FERDataset:
     """Load a folder holding ``labels.csv`` (``root`` may also be the CSV itself)."""
     root = Path(root)
@@ -128,37 +163,17 @@ def load_folder(root: Path, *, seed: int = 0) -> FERDataset:
     table = list(rows)
     if not table:
         raise DatasetError(f"{labels_csv}: no samples")
-    classes_path = root / CLASSES_FILE
-    classes = (
-        read_classes(classes_path)
-        if classes_path.is_file()
-        else infer_classes([(ln, r["label"]) for ln, r in table], labels_csv)
-    )
-    utk = {}
-    if not attr_names:
-        parsed = {r["path"]: utk_attributes(Path(r["path"]).name) for _, r in table}
-        if sum(v is not None for v in parsed.values()) * 2 > len(parsed):
-            utk = {p: v or {k: UNKNOWN for k in ("age", "gender", "race")} for p, v in parsed.items()}
+    classes = _classes(root, table, labels_csv)
+    utk = _utk_attributes(table, attr_names)
     ids = _sample_ids([r["path"] for _, r in table])
-    splits: dict[str, list[Sample]] = {s: [] for s in SPLITS}
-    unsplit: list[Sample] = []
-    for sample_id, (line, row) in zip(ids, table):
-        loc = where(labels_csv, line)
-        if not row["path"]:
-            raise DatasetError(f"{loc}: empty path")
-        label = parse_label(row["label"], classes, loc)
-        image = read_image(root / row["path"], context=loc)
-        attrs = {a: row[a] or UNKNOWN for a in attr_names} or dict(utk.get(row["path"], {}))
-        sample = Sample(sample_id, image, label, row.get("subject", ""), attrs)
-        if "split" not in columns:
-            unsplit.append(sample)
-            continue
-        split = SPLIT_ALIASES.get(row["split"].lower())
-        if split is None:
-            raise DatasetError(f"{loc}: split '{row['split']}' is not one of train, val, test")
-        splits[split].append(sample)
+    samples = [(_sample(root, labels_csv, sid, line, row, classes, attr_names, utk), line, row)
+               for sid, (line, row) in zip(ids, table, strict=True)]
     if "split" not in columns:
-        splits = split_by_subject(unsplit, seed=seed)
+        splits = split_by_subject([s for s, _, _ in samples], seed=seed)
+    else:
+        splits = {name: [] for name in SPLITS}
+        for sample, line, row in samples:
+            splits[_split_of(labels_csv, line, row)].append(sample)
     return FERDataset("folder", classes, require_splits(splits, str(labels_csv)), source=str(root))
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -155,7 +155,7 @@ def _rows(path: Path, fh, reader, columns: list[str]) -> Iterator[tuple[int, dic
                     f"{where(path, reader.line_num)}: {len(fields)} fields, expected {len(columns)} "
                     f"({','.join(columns)})"
                 )
-            yield reader.line_num, {c: f.strip() for c, f in zip(columns, fields)}
+            yield reader.line_num, {c: f.strip() for c, f in zip(columns, fields, strict=True)}
 
 
 def parse_int(value: str, what: str, loc: str, *, lo: int | None = None, hi: int | None = None) -> int:

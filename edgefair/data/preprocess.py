@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
+from edgefair.contracts.dataset import Preprocessing
 from edgefair.data.sample import Sample
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Resize to ``size``×``size``, convert to ``channels``, then x = (pixel/255 − mean)/std."""
-
-    size: int = 48
-    channels: int = 1
-    mean: float = 0.5
-    std: float = 0.25
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
-        return cls(size=int(d["size"]), channels=int(d["channels"]),
-                   mean=float(d["mean"]), std=float(d["std"]))
+__all__ = ["Preprocessing", "image_to_uint8", "labels_of", "normalise_nhwc", "samples_to_nchw", "samples_to_uint8"]
 
 
 def image_to_uint8(image: np.ndarray, *, size: int, channels: int) -> np.ndarray:
@@ -37,7 +21,7 @@ def image_to_uint8(image: np.ndarray, *, size: int, channels: int) -> np.ndarray
     pil = Image.fromarray(img.astype(np.uint8))
     pil = pil.convert("L" if channels == 1 else "RGB")
     if pil.size != (size, size):
-        pil = pil.resize((size, size), Image.BILINEAR)
+        pil = pil.resize((size, size), Image.Resampling.BILINEAR)
     out = np.asarray(pil, dtype=np.uint8)
     if out.ndim == 2:
         out = out[:, :, None]

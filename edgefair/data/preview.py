@@ -10,7 +10,8 @@ from edgefair.data.preprocess import image_to_uint8
 from edgefair.data.sample import DatasetError, FERDataset
 
 
-def save_preview(ds: FERDataset, out: Path, *, attribute: str = "skin_tone", per_cell: int = 3, split: str = "train", size: int = 48) -> dict:
+def save_preview(ds: FERDataset, out: Path, *, attribute: str = "skin_tone", per_cell: int = 3, split: str = "train",
+                 size: int = 48) -> dict:
     """Rows: expressions; column blocks: groups of ``attribute``; ``per_cell`` samples each."""
     import matplotlib
 
@@ -20,9 +21,11 @@ def save_preview(ds: FERDataset, out: Path, *, attribute: str = "skin_tone", per
     samples = ds.split(split)
     groups = sorted({s.attributes.get(attribute, "unknown") for s in samples})
     if not any(attribute in s.attributes for s in samples):
-        raise DatasetError(f"{ds.source or ds.name}: no sample has attribute '{attribute}' (have: {', '.join(ds.attribute_names) or 'none'})")
+        have = ", ".join(ds.attribute_names) or "none"
+        raise DatasetError(f"{ds.source or ds.name}: no sample has attribute '{attribute}' (have: {have})")
     rows = list(ds.class_names)
-    fig, axes = plt.subplots(len(rows), len(groups), figsize=(1.1 * per_cell * len(groups) + 1, 1.15 * len(rows) + 0.6), squeeze=False)
+    figsize = (1.1 * per_cell * len(groups) + 1, 1.15 * len(rows) + 0.6)
+    fig, axes = plt.subplots(len(rows), len(groups), figsize=figsize, squeeze=False)
     for r, cls in enumerate(rows):
         for c, g in enumerate(groups):
             picked = [s for s in samples if s.label == r and s.attributes.get(attribute, "unknown") == g][:per_cell]

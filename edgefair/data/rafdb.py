@@ -63,7 +63,7 @@ def read_annotation(path: Path) -> dict[str, str]:
         except ValueError:
             raise DatasetError(f"{where(path, i)}: landmark line '{ln}' is not 'x<TAB>y'") from None
     attrs: dict[str, str] = {}
-    for (i, ln), (name, groups) in zip(lines[N_LANDMARKS:need], ATTRIBUTE_GROUPS.items()):
+    for (i, ln), (name, groups) in zip(lines[N_LANDMARKS:need], ATTRIBUTE_GROUPS.items(), strict=True):
         code = parse_int(ln, name, where(path, i))
         attrs[name] = groups[code] if 0 <= code < len(groups) else str(code)
     return attrs

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgefair.contracts.errors import EdgefairError
+
 SPLITS = ("train", "val", "test")
 
 # FER2013 order; synthfer uses it too.
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
-class DatasetError(ValueError):
+class DatasetError(EdgefairError, ValueError):
     """Bad dataset input. The message names the file (and line) and the problem."""
 
 

@@ -63,7 +63,7 @@ class SynthConfig:
     preset: str = "default"
 
     @classmethod
-    def from_preset(cls, name: str) -> "SynthConfig":
+    def from_preset(cls, name: str) -> SynthConfig:
         """``default`` (imbalanced, darker skin harder) or ``balanced`` (both off)."""
         if name == "default":
             return cls()
@@ -73,7 +73,7 @@ class SynthConfig:
                        preset="balanced")
         raise ValueError(f"unknown synthfer preset '{name}': expected default or balanced")
 
-    def replace(self, **kw) -> "SynthConfig":
+    def replace(self, **kw) -> SynthConfig:
         return replace(self, **kw)
 
     def to_dict(self) -> dict:

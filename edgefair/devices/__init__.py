@@ -6,11 +6,18 @@
 Every failure is a :class:`DeviceError` whose message is one line naming the device.
 """
 
-from edgefair.devices.base import (CommandOutcome, CommandRequest, DeviceError, ProfileError,
-                                   Transport)
-from edgefair.devices.profiles import (AdbSettings, DeviceProfile, EmulatedSettings, SSHSettings,
-                                       config_dir, list_profiles, load_profile_file,
-                                       open_transport, resolve_device)
+from edgefair.devices.base import CommandOutcome, CommandRequest, DeviceError, ProfileError, Transport
+from edgefair.devices.profiles import (
+    AdbSettings,
+    DeviceProfile,
+    EmulatedSettings,
+    SSHSettings,
+    config_dir,
+    list_profiles,
+    load_profile_file,
+    open_transport,
+    resolve_device,
+)
 
 __all__ = [
     "CommandOutcome", "CommandRequest", "DeviceError", "ProfileError", "Transport",

@@ -12,11 +12,18 @@ import posixpath
 import re
 import shlex
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from edgefair.devices.base import (TIMEOUT_EXIT, CommandOutcome, CommandRequest, DeviceError,
-                                   Transport, local_path, shell_script)
+from edgefair.devices.base import (
+    TIMEOUT_EXIT,
+    CommandOutcome,
+    CommandRequest,
+    DeviceError,
+    Transport,
+    local_path,
+    shell_script,
+)
 from edgefair.devices.local import run_subprocess
 
 DEFAULT_WORKDIR = "/data/local/tmp/edgefair"
@@ -127,8 +134,9 @@ class AdbTransport(Transport):
         argv = list(request.argv)
         out = self.shell(shell_script(request, self.workdir), timeout_s=request.timeout_s,
                          during="run")
-        timed_out = out.timed_out or (out.exit_code == TIMEOUT_EXIT and bool(request.timeout_s)
-                                      and out.duration_s >= request.timeout_s * 0.9)
+        limit = request.timeout_s
+        timed_out = out.timed_out or (out.exit_code == TIMEOUT_EXIT and limit is not None and limit > 0
+                                      and out.duration_s >= limit * 0.9)
         return CommandOutcome(argv, out.exit_code, out.stdout, out.stderr, out.duration_s,
                               timed_out)
 

@@ -13,18 +13,21 @@ import posixpath
 import re
 import shlex
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+
+from edgefair.contracts.errors import EdgefairError
+from edgefair.contracts.jsonio import one_line
 
 
-class DeviceError(RuntimeError):
+class DeviceError(EdgefairError, RuntimeError):
     """A device, transport or profile failure. ``str(err)`` is one line naming the device."""
 
     def __init__(self, message: str):
         # One line, always: a multi-line stderr must never leak into the message.
-        one_line = " ".join(str(message).split())
-        super().__init__(one_line)
+        super().__init__(one_line(message, limit=2000))
 
 
 class ProfileError(DeviceError):
@@ -148,10 +151,10 @@ class Transport(ABC):
             self._prepare()
             self._prepared = True
 
-    def _prepare(self) -> None:
-        pass
+    def _prepare(self) -> None:  # noqa: B027 (optional hook: most transports need no set-up)
+        """Create the work dir on the device; the default needs nothing."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release what the transport holds on the host (never the device's files)."""
 
     def __enter__(self):

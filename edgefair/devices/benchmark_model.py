@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+
 # Flag names of benchmark_model (tensorflow/lite/tools/benchmark).
 def benchmark_argv(binary: str, graph: str, *, threads: int, protocol: dict) -> list[str]:
     """argv for one benchmark_model run following the agent's protocol preset."""
@@ -60,7 +61,7 @@ def parse_benchmark_output(text: str) -> dict:
     counts = []
     for c in _COUNT.finditer(text):
         vals = [None if g is None else float(g) for g in c.groups()]
-        counts.append({"count": int(vals[0]), "first_us": vals[1], "curr_us": vals[2],
+        counts.append({"count": int(c.group(1)), "first_us": vals[1], "curr_us": vals[2],
                        "min_us": vals[3], "max_us": vals[4], "avg_us": vals[5],
                        "std_us": vals[6]})
     # benchmark_model prints the warm-up summary first, then the measurement's.

@@ -21,8 +21,8 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from edgefair.devices.base import CommandOutcome, CommandRequest, DeviceError
 from edgefair.devices.local import LocalTransport, run_subprocess
@@ -97,7 +97,7 @@ def read_marker(sysroot: Path) -> dict | None:
 def is_ready(cache_dir: Path | None = None) -> bool:
     root = sysroot_path(cache_dir)
     m = read_marker(root)
-    return (bool(m) and m.get("spec") == _wanted_spec() and (root / "usr/bin" / PYTHON).exists()
+    return (m is not None and bool(m) and m.get("spec") == _wanted_spec() and (root / "usr/bin" / PYTHON).exists()
             and (root / WRAPPER).exists())
 
 

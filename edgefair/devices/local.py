@@ -9,11 +9,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
-from edgefair.devices.base import (CommandOutcome, CommandRequest, DeviceError, Transport,
-                                   local_path)
+from edgefair.devices.base import CommandOutcome, CommandRequest, DeviceError, Transport, local_path
 
 
 def run_subprocess(argv: Sequence[str], *, cwd: str | os.PathLike | None,

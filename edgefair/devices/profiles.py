@@ -149,7 +149,7 @@ class _Reader:
         raise self.fail(k, f"must be {names}, got {v!r}")
 
     def string(self, k: str, default: str | None = None, *, required: bool = False,
-               choices: tuple[str, ...] | None = None, allow_empty: bool = False) -> str | None:
+               choices: tuple[str, ...] | None = None, allow_empty: bool = False) -> Any:
         v = self.get(k, str, default, required=required)
         if v is None:
             return None
@@ -160,7 +160,7 @@ class _Reader:
         return v
 
     def integer(self, k: str, default: int | None, *, minimum: int = 0,
-                maximum: int | None = None) -> int | None:
+                maximum: int | None = None) -> Any:
         v = self.get(k, int, default)
         if v is None:
             return None
@@ -169,11 +169,11 @@ class _Reader:
             raise self.fail(k, f"must be {rng}, got {v}")
         return v
 
-    def table_of(self, k: str) -> "_Reader | None":
+    def table_of(self, k: str) -> _Reader | None:
         v = self.get(k, dict, None)
         return None if v is None else _Reader(self.source, v, f"{self.key(k)}.")
 
-    def allow(self, keys: tuple[str, ...]) -> "_Reader":
+    def allow(self, keys: tuple[str, ...]) -> _Reader:
         """Fail on the first key not in ``keys`` (checked before anything is read)."""
         for k in self.table:
             if k not in keys:
@@ -211,6 +211,65 @@ _ADB_KEYS = ("serial", "mode", "benchmark_model", "taskset", "adb")
 _EMU_KEYS = ("cache_dir", "qemu")
 
 
+def _env(r: _Reader) -> dict[str, str]:
+    env_r = r.table_of("env")
+    env: dict[str, str] = {}
+    if env_r is None:
+        return env
+    for k, v in env_r.table.items():
+        if not isinstance(v, str):
+            raise env_r.fail(k, f"must be a string, got {v!r}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            raise env_r.fail(k, "is not a valid environment variable name")
+        env[k] = v
+    return env
+
+
+def _ssh_settings(r: _Reader, source: str) -> SSHSettings:
+    s = r.table_of("ssh")
+    if s is None:
+        raise ProfileError(f"{source}: missing key 'ssh.host'")
+    s.allow(_SSH_KEYS)
+    options = s.get("options", list, [])
+    if not all(isinstance(o, str) and "=" in o for o in options):
+        raise s.fail("options", "must be an array of 'Key=Value' strings")
+    for o in options:
+        if o.split("=", 1)[0].strip().lower() in ("stricthostkeychecking", "userknownhostsfile"):
+            raise s.fail("options", "must not set host-key checking (use strict_host_key_checking / known_hosts)")
+    ssh = SSHSettings(
+        host=s.string("host", required=True), user=s.string("user"),
+        port=s.integer("port", None, minimum=1, maximum=65535), identity_file=s.string("identity_file"),
+        known_hosts=s.string("known_hosts"),
+        strict_host_key_checking=s.string("strict_host_key_checking", "yes", choices=("yes", "accept-new")),
+        connect_timeout_s=s.integer("connect_timeout_s", 10, minimum=1),
+        server_alive_interval_s=s.integer("server_alive_interval_s", 5, minimum=1),
+        server_alive_count_max=s.integer("server_alive_count_max", 3, minimum=1),
+        ssh_config=s.string("ssh_config"), options=tuple(options))
+    if ssh.host.startswith("-"):
+        raise s.fail("host", f"is not a host name: {ssh.host!r}")
+    s.finish()
+    return ssh
+
+
+def _adb_settings(r: _Reader, source: str) -> AdbSettings:
+    a = (r.table_of("adb") or _Reader(source, {}, "adb.")).allow(_ADB_KEYS)
+    taskset = a.string("taskset", None)
+    if taskset is not None and not all(c in "0123456789abcdefABCDEFx," for c in taskset):
+        raise a.fail("taskset", f"must be a hex CPU mask such as 'f0', got {taskset!r}")
+    adb = AdbSettings(serial=a.string("serial"), mode=a.string("mode", "agent", choices=ADB_MODES),
+                      benchmark_model=a.string("benchmark_model", "/data/local/tmp/benchmark_model"),
+                      taskset=taskset, adb=a.string("adb", "adb"))
+    a.finish()
+    return adb
+
+
+def _emulated_settings(r: _Reader, source: str) -> EmulatedSettings:
+    e = (r.table_of("emulated") or _Reader(source, {}, "emulated.")).allow(_EMU_KEYS)
+    emu = EmulatedSettings(cache_dir=e.string("cache_dir"), qemu=e.string("qemu", "qemu-aarch64-static"))
+    e.finish()
+    return emu
+
+
 def parse_profile(data: dict, *, name: str, source: str) -> DeviceProfile:
     """A DeviceProfile from a parsed TOML table; ProfileError names ``source`` and the key."""
     r = _Reader(source, data).allow(_TOP_KEYS)
@@ -225,70 +284,16 @@ def parse_profile(data: dict, *, name: str, source: str) -> DeviceProfile:
     timeout = r.get("timeout_s", (int, float), 900.0)
     if timeout <= 0:
         raise r.fail("timeout_s", f"must be > 0, got {timeout}")
-    env_r = r.table_of("env")
-    env: dict[str, str] = {}
-    if env_r is not None:
-        for k, v in env_r.table.items():
-            if not isinstance(v, str):
-                raise env_r.fail(k, f"must be a string, got {v!r}")
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
-                raise env_r.fail(k, "is not a valid environment variable name")
-            env[k] = v
-
-    ssh = adb = emu = None
-    sections = {"ssh", "adb", "emulated"}
-    for sec in sections - {transport}:
+    env = _env(r)
+    for sec in {"ssh", "adb", "emulated"} - {transport}:
         if sec in data:
             raise r.fail(sec, f"does not apply to transport {transport!r}")
-    if transport == "ssh":
-        s = r.table_of("ssh")
-        if s is None:
-            raise ProfileError(f"{source}: missing key 'ssh.host'")
-        s.allow(_SSH_KEYS)
-        options = s.get("options", list, [])
-        if not all(isinstance(o, str) and "=" in o for o in options):
-            raise s.fail("options", "must be an array of 'Key=Value' strings")
-        for o in options:
-            if o.split("=", 1)[0].strip().lower() in ("stricthostkeychecking",
-                                                      "userknownhostsfile"):
-                raise s.fail("options", "must not set host-key checking (use "
-                             "strict_host_key_checking / known_hosts)")
-        ssh = SSHSettings(
-            host=s.string("host", required=True),
-            user=s.string("user"),
-            port=s.integer("port", None, minimum=1, maximum=65535),
-            identity_file=s.string("identity_file"),
-            known_hosts=s.string("known_hosts"),
-            strict_host_key_checking=s.string("strict_host_key_checking", "yes",
-                                              choices=("yes", "accept-new")),
-            connect_timeout_s=s.integer("connect_timeout_s", 10, minimum=1),
-            server_alive_interval_s=s.integer("server_alive_interval_s", 5, minimum=1),
-            server_alive_count_max=s.integer("server_alive_count_max", 3, minimum=1),
-            ssh_config=s.string("ssh_config"),
-            options=tuple(options))
-        if ssh.host.startswith("-"):
-            raise s.fail("host", f"is not a host name: {ssh.host!r}")
-        s.finish()
-    elif transport == "adb":
-        a = (r.table_of("adb") or _Reader(source, {}, "adb.")).allow(_ADB_KEYS)
-        taskset = a.string("taskset", None)
-        if taskset is not None and not all(c in "0123456789abcdefABCDEFx," for c in taskset):
-            raise a.fail("taskset", f"must be a hex CPU mask such as 'f0', got {taskset!r}")
-        adb = AdbSettings(serial=a.string("serial"),
-                          mode=a.string("mode", "agent", choices=ADB_MODES),
-                          benchmark_model=a.string("benchmark_model",
-                                                   "/data/local/tmp/benchmark_model"),
-                          taskset=taskset, adb=a.string("adb", "adb"))
-        a.finish()
-    elif transport == "emulated":
-        e = (r.table_of("emulated") or _Reader(source, {}, "emulated.")).allow(_EMU_KEYS)
-        emu = EmulatedSettings(cache_dir=e.string("cache_dir"),
-                               qemu=e.string("qemu", "qemu-aarch64-static"))
-        e.finish()
+    ssh = _ssh_settings(r, source) if transport == "ssh" else None
+    adb = _adb_settings(r, source) if transport == "adb" else None
+    emu = _emulated_settings(r, source) if transport == "emulated" else None
     r.finish()
-    return DeviceProfile(name=name, transport=transport, description=description,
-                         python=python, workdir=workdir, threads=threads,
-                         timeout_s=float(timeout), env=env, ssh=ssh, adb=adb,
+    return DeviceProfile(name=name, transport=transport, description=description, python=python, workdir=workdir,
+                         threads=threads, timeout_s=float(timeout), env=env, ssh=ssh, adb=adb,
                          emulated_settings=emu, source=source)
 
 

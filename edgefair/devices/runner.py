@@ -7,8 +7,9 @@
    (the agent and an unchanged batch are pushed once per transport);
 3. run ``<python> agent.py run ... --expect-sha256 <manifest file.sha256>`` there, so the
    agent verifies the file on the device before it loads it;
-4. pull ``result.json`` back and add host fields (device, transport, emulated, timings
-   of the transfer).
+4. pull ``result.json`` back, check it against the contract
+   (:mod:`edgefair.contracts.result`) and add host fields (device, transport, emulated,
+   timings of the transfer).
 
 Any failure raises :class:`DeviceError` with a one-line reason naming the device and the
 artefact, so a caller can record it and go on with the next artefact.
@@ -19,25 +20,30 @@ TensorFlow Lite's ``benchmark_model`` measures it (see :mod:`edgefair.devices.be
 
 from __future__ import annotations
 
-from edgefair.files import sha256_file as _sha256
 import json
 import shlex
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from edgefair.devices.base import CommandRequest, DeviceError, Transport
-from edgefair.devices.benchmark_model import (BenchmarkModelParseError, benchmark_argv,
-                                              parse_benchmark_output, result_from_benchmark)
+from edgefair.contracts.errors import ManifestError, UsageError
+from edgefair.contracts.manifest import Manifest, read_manifest
+from edgefair.contracts.measurement import MODES, OVERRIDE_KEYS, PROFILES
+from edgefair.contracts.result import result_problems
+from edgefair.devices.base import CommandOutcome, CommandRequest, DeviceError, Transport
+from edgefair.devices.benchmark_model import (
+    BenchmarkModelParseError,
+    benchmark_argv,
+    parse_benchmark_output,
+    result_from_benchmark,
+)
 from edgefair.devices.profiles import DeviceProfile, open_transport, resolve_device
+from edgefair.files import sha256_file
 
 AGENT_PATH = Path(__file__).resolve().parents[1] / "runtimes" / "agent.py"
-
-MODES = ("bench", "eval", "both")
-PROTOCOL_PROFILES = ("quick", "standard", "mlperf")
-#: Protocol overrides the agent accepts (``--min-runs`` ...).
-OVERRIDE_KEYS = ("min_runs", "min_seconds", "max_seconds", "warmup_runs", "warmup_seconds")
 
 # Remote layout inside the work dir.
 R_AGENT = "agent.py"
@@ -53,38 +59,35 @@ class RunFailed(DeviceError):
         self.result = result
 
 
-def _agent_protocols() -> dict:
-    """The agent's protocol presets (one source of truth for the agent and benchmark_model)."""
-    from edgefair.runtimes import agent
-    return agent.PROFILES
+@dataclass(frozen=True)
+class HostArtifact:
+    """An artefact checked on the host: its manifest, model file and that file's sha256."""
+
+    folder: Path
+    manifest: Manifest
+    model: Path
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name or self.folder.name
 
 
-def read_artifact(artifact_dir: Path) -> tuple[dict, Path, str]:
-    """(manifest, model path, sha256) after host-side checks; DeviceError on any problem."""
+def read_artifact(artifact_dir: Path) -> HostArtifact:
+    """The artefact after host-side checks; DeviceError on any problem."""
     artifact_dir = Path(artifact_dir)
-    mpath = artifact_dir / "manifest.json"
     try:
-        manifest = json.loads(mpath.read_text())
-    except FileNotFoundError:
-        raise DeviceError(f"artefact {artifact_dir}: no manifest.json") from None
-    except (OSError, ValueError) as e:
-        raise DeviceError(f"artefact {artifact_dir}: unreadable manifest.json ({e})") from None
-    model_file = manifest.get("model_file")
-    if not model_file:
-        raise DeviceError(f"artefact {artifact_dir}: manifest.json has no model_file")
-    model = artifact_dir / model_file
+        manifest = read_manifest(artifact_dir)
+    except ManifestError as e:  # names the manifest file already
+        raise DeviceError(str(e)) from None
+    model = artifact_dir / manifest.model_file
     if not model.is_file():
-        raise DeviceError(f"artefact {artifact_dir}: model file {model_file} missing")
-    digest = _sha256(model)
-    want = ((manifest.get("file") or {}).get("sha256") or "").lower()
-    if want and want != digest:
-        raise DeviceError(f"artefact {artifact_dir.name}: {model_file} sha256 {digest[:12]}… "
-                          f"does not match the manifest's {want[:12]}…")
-    return manifest, model, digest
-
-
-def _artifact_name(artifact_dir: Path, manifest: dict) -> str:
-    return str(manifest.get("name") or Path(artifact_dir).name)
+        raise DeviceError(f"artefact {artifact_dir}: model file {manifest.model_file} missing")
+    digest = sha256_file(model)
+    if manifest.file.sha256.lower() != digest:
+        raise DeviceError(f"artefact {artifact_dir.name}: {manifest.model_file} sha256 {digest[:12]}… "
+                          f"does not match the manifest's {manifest.file.sha256.lower()[:12]}…")
+    return HostArtifact(artifact_dir, manifest, model, digest)
 
 
 def _open(target: DeviceProfile | Transport | str) -> tuple[Transport, DeviceProfile | None, bool]:
@@ -117,22 +120,18 @@ def _override_flags(overrides: Mapping[str, Any] | None) -> list[str]:
     flags: list[str] = []
     for k, v in (overrides or {}).items():
         if k not in OVERRIDE_KEYS:
-            raise ValueError(f"unknown protocol override {k!r} (allowed: {', '.join(OVERRIDE_KEYS)})")
-        if v is None:
-            continue
-        flags += ["--" + k.replace("_", "-"), str(v)]
+            raise UsageError(f"unknown protocol override {k!r} (allowed: {', '.join(OVERRIDE_KEYS)})")
+        if v is not None:
+            flags += ["--" + k.replace("_", "-"), str(v)]
     return flags
 
 
-def _host_fields(result: dict, transport: Transport, profile: DeviceProfile | None,
-                 extra: dict) -> dict:
+def _host_fields(result: dict, transport: Transport, profile: DeviceProfile | None, extra: dict) -> dict:
     result["device"] = profile.name if profile else transport.name
     result["transport"] = transport.kind
     result["emulated"] = bool(transport.emulated)
     result["device_description"] = profile.description if profile else transport.describe()
-    host = {"target": transport.describe(), "remote_workdir": transport.workdir}
-    host.update(extra)
-    result["host"] = host
+    result["host"] = {"target": transport.describe(), "remote_workdir": transport.workdir, **extra}
     if transport.emulated:
         msg = "emulated device (qemu-aarch64): latencies are not device latencies"
         if msg not in result.setdefault("warnings", []):
@@ -144,6 +143,28 @@ def _adb_mode(profile: DeviceProfile | None) -> str:
     if profile is not None and profile.adb is not None:
         return profile.adb.mode
     return "agent"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One run request as the helpers below need it."""
+
+    transport: Transport
+    profile: DeviceProfile | None
+    artifact: HostArtifact
+    mode: str
+    threads: int
+    profile_name: str
+    timeout_s: float
+    overrides: Mapping[str, Any] | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.transport.describe()}: {self.artifact.name}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.profile.env) if self.profile else {}
 
 
 def run_artifact(target: DeviceProfile | Transport | str, artifact_dir: Path | str,
@@ -159,49 +180,38 @@ def run_artifact(target: DeviceProfile | Transport | str, artifact_dir: Path | s
     :class:`RunFailed` carries the failed result when the agent wrote one.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if profile_name not in PROTOCOL_PROFILES:
-        raise ValueError(f"profile_name must be one of {PROTOCOL_PROFILES}, got {profile_name!r}")
-    override_flags = _override_flags(overrides)
-    artifact_dir = Path(artifact_dir)
+        raise UsageError(f"mode must be one of {MODES}, got {mode!r}")
+    if profile_name not in PROFILES:
+        raise UsageError(f"profile_name must be one of {tuple(PROFILES)}, got {profile_name!r}")
+    _override_flags(overrides)
     batch_npz = Path(batch_npz)
     if not batch_npz.is_file():
         raise DeviceError(f"batch {batch_npz} not found")
-    manifest, model, digest = read_artifact(artifact_dir)
-    name = _artifact_name(artifact_dir, manifest)
-
+    art = read_artifact(Path(artifact_dir))
     transport, profile, owned = _open(target)
     try:
-        if threads is None:
-            threads = profile.threads if profile else 1
-        if timeout_s is None:
-            timeout_s = profile.timeout_s if profile else 900.0
-        try:
-            if transport.kind == "adb" and _adb_mode(profile) == "benchmark_model":
-                return _run_benchmark_model(transport, profile, artifact_dir, manifest, model, digest,
-                                            name=name, mode=mode, threads=threads,
-                                            profile_name=profile_name, timeout_s=timeout_s,
-                                            overrides=overrides)
-            if manifest.get("format") == "torch" and transport.kind == "local":
-                from edgefair.models.torch_runner import PLUGIN_PATH
-
-                override_flags = [*override_flags, "--plugin", str(PLUGIN_PATH)]
-            return _run_agent(transport, profile, artifact_dir, batch_npz, digest, name=name,
-                              mode=mode, threads=threads, profile_name=profile_name,
-                              timeout_s=timeout_s, override_flags=override_flags)
-        except RunFailed:
-            raise
-        except DeviceError as e:
-            # The link failed: the device may have lost what we pushed (a reboot); push
-            # everything again next time.
-            _memo(transport).clear()
-            # Transport-level errors do not know the artefact: name it.
-            if name not in str(e):
-                raise DeviceError(f"{e} [artefact {name}]") from None
-            raise
+        run = _Run(transport, profile, art, mode,
+                   threads if threads is not None else (profile.threads if profile else 1), profile_name,
+                   timeout_s if timeout_s is not None else (profile.timeout_s if profile else 900.0), overrides)
+        return _dispatch(run, batch_npz)
     finally:
         if owned:
             transport.close()
+
+
+def _dispatch(run: _Run, batch_npz: Path) -> dict:
+    try:
+        if run.transport.kind == "adb" and _adb_mode(run.profile) == "benchmark_model":
+            return _run_benchmark_model(run)
+        return _run_agent(run, batch_npz)
+    except RunFailed:
+        raise
+    except DeviceError as e:
+        # The link failed: the device may have lost what we pushed (a reboot); push everything again next time.
+        _memo(run.transport).clear()
+        if run.artifact.name not in str(e):  # transport-level errors do not know the artefact: name it
+            raise DeviceError(f"{e} [artefact {run.artifact.name}]") from None
+        raise
 
 
 def _pin_prefix(transport: Transport) -> list[str]:
@@ -221,165 +231,202 @@ def _device_state(transport: Transport) -> dict | None:
         return {"error": " ".join(str(e).split())}
 
 
-def _run_agent(transport: Transport, profile: DeviceProfile | None, artifact_dir: Path,
-               batch_npz: Path, digest: str, *, name: str, mode: str, threads: int,
-               profile_name: str, timeout_s: float, override_flags: list[str]) -> dict:
-    where = f"{transport.describe()}: {name}"
-    t0 = time.perf_counter()
+# ------------------------------------------------------------------ agent mode
+def _agent_argv(run: _Run, remote_batch: str) -> list[str]:
+    flags = _override_flags(run.overrides)
+    if run.artifact.manifest.host_only and run.transport.kind == "local":
+        from edgefair.models.torch_runner import PLUGIN_PATH
+
+        flags += ["--plugin", str(PLUGIN_PATH)]
+    return [*_pin_prefix(run.transport), *run.transport.python, R_AGENT, "run", "--artifact", R_ARTIFACT,
+            "--batch", remote_batch, "--out", R_RESULT, "--mode", run.mode, "--threads", str(run.threads),
+            "--profile", run.profile_name, "--expect-sha256", run.artifact.sha256, *flags]
+
+
+def _push_agent_inputs(run: _Run, batch_npz: Path) -> str:
+    """Agent (once), batch (once per content), artefact; a stale result.json removed. Returns the batch name."""
+    transport = run.transport
     transport.prepare()
     if not AGENT_PATH.is_file():
         raise DeviceError(f"agent not found at {AGENT_PATH}")
-    _push_once(transport, AGENT_PATH, R_AGENT, _sha256(AGENT_PATH))
-    batch_digest = _sha256(batch_npz)
+    _push_once(transport, AGENT_PATH, R_AGENT, sha256_file(AGENT_PATH))
+    batch_digest = sha256_file(batch_npz)
     remote_batch = f"batch-{batch_digest[:16]}.npz"
     _push_once(transport, batch_npz, remote_batch, batch_digest)
-    transport.put(artifact_dir, R_ARTIFACT)
-    push_s = time.perf_counter() - t0
-
-    # A stale result.json must never be mistaken for this run's.
+    transport.put(run.artifact.folder, R_ARTIFACT)
     rm = transport.run(CommandRequest(["rm", "-f", R_RESULT], timeout_s=60))
-    if not rm.ok:
-        raise DeviceError(f"{where}: cannot clear the previous result "
+    if not rm.ok:  # a stale result.json must never be mistaken for this run's
+        raise DeviceError(f"{run.where}: cannot clear the previous result "
                           f"({rm.last_error_line() or f'exit {rm.exit_code}'})")
+    return remote_batch
 
-    state_before = _device_state(transport)
-    argv = [*_pin_prefix(transport), *transport.python, R_AGENT, "run", "--artifact", R_ARTIFACT, "--batch", remote_batch,
-            "--out", R_RESULT, "--mode", mode, "--threads", str(threads),
-            "--profile", profile_name, "--expect-sha256", digest, *override_flags]
-    env = dict(profile.env) if profile else {}
-    t1 = time.perf_counter()
-    out = transport.run(CommandRequest(argv, timeout_s=timeout_s, env=env))
-    run_s = time.perf_counter() - t1
-    state_after = _device_state(transport)
 
-    t2 = time.perf_counter()
-    result: dict | None = None
+def _pull_result(run: _Run, out: CommandOutcome) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="edgefair-result-") as tmp:
         local = Path(tmp) / "result.json"
         try:
-            transport.get(R_RESULT, local)
+            run.transport.get(R_RESULT, local)
             result = json.loads(local.read_text())
         except DeviceError:
-            if transport.kind == "ssh" and out.exit_code == 255:
+            if run.transport.kind == "ssh" and out.exit_code == 255:
                 raise
-            result = None
+            return None
         except ValueError as e:
-            raise DeviceError(f"{where}: result.json is not valid JSON ({e})") from None
-    pull_s = time.perf_counter() - t2
+            raise DeviceError(f"{run.where}: result.json is not valid JSON ({e})") from None
+    return result if isinstance(result, dict) else None
 
-    if result is None or not isinstance(result, dict):
-        if out.timed_out:
-            raise DeviceError(f"{where}: agent timed out after {timeout_s:g} s")
-        if out.exit_code == 127:
-            raise DeviceError(f"{where}: python {shlex.join(transport.python)} not found on the "
-                              f"device ({out.last_error_line()})")
-        raise DeviceError(f"{where}: agent exited {out.exit_code} without a result"
-                          + (f" ({out.last_error_line()})" if out.last_error_line() else ""))
 
-    _host_fields(result, transport, profile, {
-        "command": argv, "exit_code": out.exit_code, "timed_out": out.timed_out,
-        "push_s": round(push_s, 4), "run_s": round(run_s, 4), "pull_s": round(pull_s, 4),
-        "total_s": round(time.perf_counter() - t0, 4),
-        "stderr_tail": out.stderr[-2000:] if out.stderr else ""})
-    if state_before is not None:
-        result["device_state"] = {"before": state_before, "after": state_after,
-                                  "taskset": getattr(transport, "taskset", None)}
+def _no_result(run: _Run, out: CommandOutcome) -> DeviceError:
+    if out.timed_out:
+        return DeviceError(f"{run.where}: agent timed out after {run.timeout_s:g} s")
+    if out.exit_code == 127:
+        return DeviceError(f"{run.where}: python {shlex.join(run.transport.python)} not found on the device "
+                           f"({out.last_error_line()})")
+    return DeviceError(f"{run.where}: agent exited {out.exit_code} without a result"
+                       + (f" ({out.last_error_line()})" if out.last_error_line() else ""))
+
+
+def _check_agent_result(run: _Run, out: CommandOutcome, result: dict) -> dict:
     if not result.get("ok"):
         err = result.get("error") or f"exit {out.exit_code}"
         if out.timed_out:
-            err = f"agent timed out after {timeout_s:g} s ({err})"
-        raise RunFailed(f"{where}: {err}", result)
+            err = f"agent timed out after {run.timeout_s:g} s ({err})"
+        raise RunFailed(f"{run.where}: {err}", result)
     if out.timed_out:
-        raise RunFailed(f"{where}: agent timed out after {timeout_s:g} s", result)
+        raise RunFailed(f"{run.where}: agent timed out after {run.timeout_s:g} s", result)
     got = ((result.get("artifact") or {}).get("sha256") or "").lower()
-    if got != digest:
-        raise RunFailed(f"{where}: the device measured a file with sha256 {got[:12] or '?'}…, "
-                        f"expected {digest[:12]}…", result)
+    if got != run.artifact.sha256:
+        raise RunFailed(f"{run.where}: the device measured a file with sha256 {got[:12] or '?'}…, "
+                        f"expected {run.artifact.sha256[:12]}…", result)
+    problems = result_problems(result, mode=run.mode)
+    if problems:
+        raise RunFailed(f"{run.where}: the agent's result breaks the contract: {'; '.join(problems)}", result)
     return result
 
 
-def _run_benchmark_model(transport: Transport, profile: DeviceProfile | None,
-                         artifact_dir: Path, manifest: dict, model: Path, digest: str, *,
-                         name: str, mode: str, threads: int, profile_name: str,
-                         timeout_s: float, overrides: Mapping[str, Any] | None) -> dict:
-    where = f"{transport.describe()}: {name}"
-    fmt = manifest.get("format") or model.suffix.lstrip(".")
-    if fmt != "tflite":
-        raise DeviceError(f"{where}: benchmark_model mode runs only TFLite artefacts "
-                          f"(this one is {fmt})")
-    if mode == "eval":
-        raise DeviceError(f"{where}: benchmark_model mode gives no predictions; evaluate "
-                          f"accuracy on the host")
-    binary = profile.adb.benchmark_model if profile and profile.adb else "benchmark_model"
-    protocol = dict(_agent_protocols()[profile_name])
-    for k, v in (overrides or {}).items():
-        if k not in OVERRIDE_KEYS:
-            raise ValueError(f"unknown protocol override {k!r}")
-        if v is not None:
-            protocol[k] = v
-
+def _run_agent(run: _Run, batch_npz: Path) -> dict:
     t0 = time.perf_counter()
-    transport.prepare()
-    remote_model = f"{R_ARTIFACT}/{model.name}"
-    transport.put(artifact_dir, R_ARTIFACT)
+    remote_batch = _push_agent_inputs(run, batch_npz)
     push_s = time.perf_counter() - t0
+    state_before = _device_state(run.transport)
+    argv = _agent_argv(run, remote_batch)
+    t1 = time.perf_counter()
+    out = run.transport.run(CommandRequest(argv, timeout_s=run.timeout_s, env=run.env))
+    run_s = time.perf_counter() - t1
+    state_after = _device_state(run.transport)
+    t2 = time.perf_counter()
+    result = _pull_result(run, out)
+    if result is None:
+        raise _no_result(run, out)
+    _host_fields(result, run.transport, run.profile, {
+        "command": argv, "exit_code": out.exit_code, "timed_out": out.timed_out, "push_s": round(push_s, 4),
+        "run_s": round(run_s, 4), "pull_s": round(time.perf_counter() - t2, 4),
+        "total_s": round(time.perf_counter() - t0, 4), "stderr_tail": out.stderr[-2000:] if out.stderr else ""})
+    if state_before is not None:
+        result["device_state"] = {"before": state_before, "after": state_after,
+                                  "taskset": getattr(run.transport, "taskset", None)}
+    return _check_agent_result(run, out, result)
 
-    # Integrity on the device before measuring: toybox's sha256sum.
-    chk = transport.run(CommandRequest(["sha256sum", remote_model], timeout_s=120))
+
+# ------------------------------------------------------------------ benchmark_model mode
+def _bm_protocol(run: _Run) -> dict[str, Any]:
+    return PROFILES[run.profile_name].with_overrides(dict(run.overrides or {}))
+
+
+def _verify_on_device(run: _Run, remote_model: str) -> str:
+    """toybox's sha256sum of the pushed file must match the host's."""
+    chk = run.transport.run(CommandRequest(["sha256sum", remote_model], timeout_s=120))
     dev_digest = chk.stdout.split()[0].lower() if chk.ok and chk.stdout.split() else ""
     if not dev_digest:
-        raise DeviceError(f"{where}: cannot verify sha256 on the device "
+        raise DeviceError(f"{run.where}: cannot verify sha256 on the device "
                           f"({chk.last_error_line() or f'exit {chk.exit_code}'})")
-    if dev_digest != digest:
-        raise DeviceError(f"{where}: sha256 mismatch on the device: expected {digest}, "
+    if dev_digest != run.artifact.sha256:
+        raise DeviceError(f"{run.where}: sha256 mismatch on the device: expected {run.artifact.sha256}, "
                           f"got {dev_digest}")
+    return dev_digest
 
-    state_before = _device_state(transport)
-    argv = _pin_prefix(transport) + benchmark_argv(binary, transport.remote(remote_model),
-                                                   threads=threads, protocol=protocol)
-    env = dict(profile.env) if profile else {}
-    t1 = time.perf_counter()
-    out = transport.run(CommandRequest(argv, timeout_s=timeout_s, env=env))
-    run_s = time.perf_counter() - t1
-    state_after = _device_state(transport)
+
+def _bm_check_outcome(run: _Run, out: CommandOutcome, binary: str) -> dict:
     if out.timed_out:
-        raise DeviceError(f"{where}: benchmark_model timed out after {timeout_s:g} s")
+        raise DeviceError(f"{run.where}: benchmark_model timed out after {run.timeout_s:g} s")
     if out.exit_code == 127 or (not out.ok and "not found" in out.stderr + out.stdout):
-        raise DeviceError(f"{where}: benchmark_model binary {binary} not found on the device "
-                          f"(push TensorFlow Lite's benchmark_model there or fix "
-                          f"adb.benchmark_model)")
+        raise DeviceError(f"{run.where}: benchmark_model binary {binary} not found on the device "
+                          "(push TensorFlow Lite's benchmark_model there or fix adb.benchmark_model)")
     if not out.ok:
-        raise DeviceError(f"{where}: benchmark_model exited {out.exit_code} "
-                          f"({out.last_error_line()})")
+        raise DeviceError(f"{run.where}: benchmark_model exited {out.exit_code} ({out.last_error_line()})")
     try:
-        parsed = parse_benchmark_output(out.stdout + "\n" + out.stderr)
+        return parse_benchmark_output(out.stdout + "\n" + out.stderr)
     except BenchmarkModelParseError as e:
-        raise DeviceError(f"{where}: {e}") from None
+        raise DeviceError(f"{run.where}: {e}") from None
 
-    env_fp = {"device_state_before": state_before, "device_state_after": state_after,
-              "emulated": False, "threads": threads}
-    if state_before:
-        env_fp.update({"cpu_model": state_before.get("soc") or state_before.get("model"),
-                       "board_model": state_before.get("model"),
-                       "os": f"Android {state_before.get('android')}"
-                       if state_before.get("android") else None,
-                       "cores": state_before.get("nproc")})
-    artifact = {"name": name, "sha256": dev_digest, "path": R_ARTIFACT,
-                "artifact_id": manifest.get("artifact_id"), "target": manifest.get("target"),
-                "format": "tflite", "size_bytes": model.stat().st_size}
-    result = result_from_benchmark(parsed, artifact=artifact, threads=threads,
-                                   profile=profile_name, protocol=protocol, binary=binary,
-                                   env=env_fp)
-    if mode == "both":
+
+def _bm_env(run: _Run, before: dict | None, after: dict | None) -> dict[str, Any]:
+    env: dict[str, Any] = {"device_state_before": before, "device_state_after": after, "emulated": False,
+                           "threads": run.threads}
+    if before:
+        env.update({"cpu_model": before.get("soc") or before.get("model"), "board_model": before.get("model"),
+                    "os": f"Android {before.get('android')}" if before.get("android") else None,
+                    "cores": before.get("nproc")})
+    return env
+
+
+def _run_benchmark_model(run: _Run) -> dict:
+    m = run.artifact.manifest
+    if m.format != "tflite":
+        raise DeviceError(f"{run.where}: benchmark_model mode runs only TFLite artefacts (this one is {m.format})")
+    if run.mode == "eval":
+        raise DeviceError(f"{run.where}: benchmark_model mode gives no predictions; evaluate accuracy on the host")
+    binary = run.profile.adb.benchmark_model if run.profile and run.profile.adb else "benchmark_model"
+    protocol = _bm_protocol(run)
+    t0 = time.perf_counter()
+    run.transport.prepare()
+    remote_model = f"{R_ARTIFACT}/{run.artifact.model.name}"
+    run.transport.put(run.artifact.folder, R_ARTIFACT)
+    push_s = time.perf_counter() - t0
+    dev_digest = _verify_on_device(run, remote_model)
+    state_before = _device_state(run.transport)
+    argv = _pin_prefix(run.transport) + benchmark_argv(binary, run.transport.remote(remote_model),
+                                                       threads=run.threads, protocol=protocol)
+    t1 = time.perf_counter()
+    out = run.transport.run(CommandRequest(argv, timeout_s=run.timeout_s, env=run.env))
+    run_s = time.perf_counter() - t1
+    state_after = _device_state(run.transport)
+    parsed = _bm_check_outcome(run, out, binary)
+    artifact = {"name": run.artifact.name, "sha256": dev_digest, "path": R_ARTIFACT, "artifact_id": m.artifact_id,
+                "target": m.target, "format": "tflite", "size_bytes": run.artifact.model.stat().st_size}
+    result = result_from_benchmark(parsed, artifact=artifact, threads=run.threads, profile=run.profile_name,
+                                   protocol=protocol, binary=binary, env=_bm_env(run, state_before, state_after))
+    if run.mode == "both":
         result["warnings"].append("mode 'both' ran bench only: evaluate accuracy on the host")
-    _host_fields(result, transport, profile, {
-        "command": argv,
-        "exit_code": out.exit_code, "timed_out": False, "push_s": round(push_s, 4),
+    _host_fields(result, run.transport, run.profile, {
+        "command": argv, "exit_code": out.exit_code, "timed_out": False, "push_s": round(push_s, 4),
         "run_s": round(run_s, 4), "pull_s": 0.0, "total_s": round(time.perf_counter() - t0, 4),
         "stdout_tail": out.stdout[-4000:]})
     result["device_state"] = {"before": state_before, "after": state_after,
-                              "taskset": getattr(transport, "taskset", None)}
+                              "taskset": getattr(run.transport, "taskset", None)}
     return result
+
+
+# ------------------------------------------------------------------ probe
+def _probe_benchmark_model(transport: Transport, profile: DeviceProfile | None, t0: float) -> dict:
+    binary = profile.adb.benchmark_model if profile and profile.adb else "benchmark_model"
+    chk = transport.run(CommandRequest(["ls", "-l", binary], timeout_s=60))
+    res = {"ok": True, "mode": "benchmark_model",
+           "benchmark_model": {"path": binary, "present": chk.ok, "detail": chk.last_error_line()},
+           "device_state": _device_state(transport)}
+    return _host_fields(res, transport, profile, {"total_s": round(time.perf_counter() - t0, 4)})
+
+
+def _last_json_line(text: str) -> dict | None:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            return doc if isinstance(doc, dict) else None
+    return None
 
 
 def probe_device(target: DeviceProfile | Transport | str, *, timeout_s: float = 300.0) -> dict:
@@ -394,33 +441,17 @@ def probe_device(target: DeviceProfile | Transport | str, *, timeout_s: float = 
         transport.prepare()
         where = transport.describe()
         if transport.kind == "adb" and _adb_mode(profile) == "benchmark_model":
-            binary = profile.adb.benchmark_model if profile and profile.adb else "benchmark_model"
-            chk = transport.run(CommandRequest(["ls", "-l", binary], timeout_s=60))
-            res = {"ok": True, "mode": "benchmark_model",
-                   "benchmark_model": {"path": binary, "present": chk.ok,
-                                       "detail": chk.last_error_line()},
-                   "device_state": _device_state(transport)}
-            return _host_fields(res, transport, profile,
-                                {"total_s": round(time.perf_counter() - t0, 4)})
-        _push_once(transport, AGENT_PATH, R_AGENT, _sha256(AGENT_PATH))
+            return _probe_benchmark_model(transport, profile, t0)
+        _push_once(transport, AGENT_PATH, R_AGENT, sha256_file(AGENT_PATH))
         argv = [*transport.python, R_AGENT, "probe", "--json"]
-        env = dict(profile.env) if profile else {}
-        out = transport.run(CommandRequest(argv, timeout_s=timeout_s, env=env))
+        out = transport.run(CommandRequest(argv, timeout_s=timeout_s, env=dict(profile.env) if profile else {}))
         if out.timed_out:
             raise DeviceError(f"{where}: probe timed out after {timeout_s:g} s")
         if out.exit_code == 127:
             raise DeviceError(f"{where}: python {shlex.join(transport.python)} not found on the "
                               f"device ({out.last_error_line()})")
-        res = None
-        for line in reversed(out.stdout.strip().splitlines()):
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    res = json.loads(line)
-                    break
-                except ValueError:
-                    continue
-        if not isinstance(res, dict):
+        res = _last_json_line(out.stdout)
+        if res is None:
             raise DeviceError(f"{where}: probe gave no JSON (exit {out.exit_code}"
                               + (f": {out.last_error_line()})" if out.last_error_line() else ")"))
         if not res.get("ok", False):
@@ -428,9 +459,8 @@ def probe_device(target: DeviceProfile | Transport | str, *, timeout_s: float = 
         state = _device_state(transport)
         if state is not None:
             res["device_state"] = state
-        return _host_fields(res, transport, profile, {
-            "command": argv, "exit_code": out.exit_code,
-            "total_s": round(time.perf_counter() - t0, 4)})
+        return _host_fields(res, transport, profile, {"command": argv, "exit_code": out.exit_code,
+                                                      "total_s": round(time.perf_counter() - t0, 4)})
     finally:
         if owned:
             transport.close()

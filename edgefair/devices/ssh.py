@@ -16,11 +16,18 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from edgefair.devices.base import (TIMEOUT_EXIT, CommandOutcome, CommandRequest, DeviceError,
-                                   Transport, local_path, shell_script)
+from edgefair.devices.base import (
+    TIMEOUT_EXIT,
+    CommandOutcome,
+    CommandRequest,
+    DeviceError,
+    Transport,
+    local_path,
+    shell_script,
+)
 from edgefair.devices.local import run_subprocess
 
 ALLOWED_HOST_KEY_POLICIES = ("yes", "accept-new")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgefair.contracts.errors import EdgefairError
 
-class ExportError(ValueError):
+
+class ExportError(EdgefairError, ValueError):
     """Bad export input (unknown target, sparsity out of range, missing runtime, …)."""

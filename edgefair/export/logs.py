@@ -18,8 +18,8 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 # set before TensorFlow can be imported anywhere in this process
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

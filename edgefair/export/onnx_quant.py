@@ -21,8 +21,13 @@ def quantize_int8(src: Path, dst: Path, calib_nchw: np.ndarray) -> dict:
     weights are correct on every CPU, so the artefact does not depend on the host.
     """
     import onnxruntime as ort
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     src, dst = Path(src), Path(dst)

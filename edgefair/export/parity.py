@@ -8,9 +8,10 @@ exported from.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,8 @@ class Parity:
         return asdict(self)
 
 
-def run_artifact(folder: Path, manifest: Mapping[str, Any], images_u8: np.ndarray, *, quiet=None) -> tuple[np.ndarray, str]:
+def run_artifact(folder: Path, manifest: Mapping[str, Any], images_u8: np.ndarray, *,
+                 quiet: Any = None) -> tuple[np.ndarray, str]:
     """Logits (N, classes) of the artefact on uint8 NHWC images, one image per invoke as the agent does."""
     from edgefair.models import torch_runner
     from edgefair.runtimes import agent as A
@@ -99,7 +101,8 @@ def diagnose(logits: np.ndarray, images_u8: np.ndarray, prep: Mapping[str, Any],
         "normalisation: the artefact behaves as if fed pixel/255 without (x-mean)/std": u / 255.0,
         "normalisation: the artefact behaves as if fed raw 0..255 pixels": u,
         "normalisation: the artefact behaves as if (x-mean)/std were applied twice": (good - mean) / std,
-        "layout: the artefact behaves as if height and width were swapped (NCHW/NHWC transpose)": good.transpose(0, 2, 1, 3),
+        "layout: the artefact behaves as if height and width were swapped (NCHW/NHWC transpose)":
+            good.transpose(0, 2, 1, 3),
     }
     pred = logits.argmax(1)
     for cause, x in tries.items():

@@ -64,13 +64,13 @@ def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def dense_weight_count(model: nn.Module) -> int:
     """Elements of all Conv/Linear kernels (what measured sparsity is relative to)."""
-    return sum(m.weight.numel() for _, m in prunable_weights(model))
+    return sum(int(m.weight.numel()) for _, m in prunable_weights(model))  # type: ignore[operator,misc]
 
 
 def weight_zero_fraction(model: nn.Module) -> float:
     tot = zeros = 0
     for _, m in prunable_weights(model):
-        w = m.weight.detach()
+        w = m.weight.detach()  # type: ignore[operator]
         tot += w.numel()
         zeros += int((w == 0).sum())
     return zeros / tot if tot else 0.0
@@ -112,15 +112,17 @@ def _sparsifier_class():
                 if k > 0:
                     keep[torch.topk(flat, k, largest=False).indices] = False
                 start = 0
-                for g, m in zip(self.groups, mags):
+                for g, m in zip(self.groups, mags, strict=True):
                     mask = getattr(g["module"].parametrizations, g["tensor_name"])[0].mask
                     mask.data = keep[start:start + m.numel()].reshape(mask.shape).to(mask.dtype)
                     start += m.numel()
 
-        def update_mask(self, module, tensor_name, sparsity_level, sparse_block_shape, zeros_per_block, **kwargs):
+        def update_mask(  # type: ignore[override]
+                self, module, tensor_name, sparsity_level, sparse_block_shape, zeros_per_block, **kwargs):
             weight = getattr(module, tensor_name)
             if weight.dim() == 2:
-                return super().update_mask(module, tensor_name, sparsity_level, sparse_block_shape, zeros_per_block, **kwargs)
+                return super().update_mask(module, tensor_name, sparsity_level, sparse_block_shape, zeros_per_block,
+                                           **kwargs)
             mask = getattr(module.parametrizations, tensor_name)[0].mask
             if sparsity_level <= 0:
                 mask.data = torch.ones_like(mask)
@@ -144,7 +146,7 @@ def finetune(model: nn.Module, train: tuple[np.ndarray, np.ndarray], epochs: int
 def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarray, np.ndarray], *,
                        epochs: int, seed: int = 0, progress=None, scope: str = "global",
                        lr: float = FINETUNE_LR) -> tuple[nn.Module, PruneInfo]:
-    """Magnitude-prune the Conv/Linear weights to ``sparsity`` overall (``scope``: global | layer), fine-tune, squash."""
+    """Magnitude-prune Conv/Linear weights to ``sparsity`` overall (``scope``: global | layer); fine-tune; squash."""
     from torch.ao.pruning.scheduler.cubic_scheduler import CubicSL
 
     model = copy.deepcopy(model)
@@ -202,7 +204,8 @@ def prune_structured(model: nn.Module, sparsity: float, train: tuple[np.ndarray,
         history = finetune(model, train, epochs, seed=seed, progress=progress)
     model.eval()
     info = PruneInfo(method="structured", requested=sparsity, finetune_epochs=epochs,
-                     tool="torch-pruning MetaPruner (L1 magnitude importance, channel ratio per layer, classifier kept)",
+                     tool="torch-pruning MetaPruner (L1 magnitude importance, channel ratio per layer, "
+                          "classifier kept)",
                      schedule="one-shot channel removal, then fine-tune" if epochs else "one-shot (no fine-tune)",
                      torch_zero_fraction=weight_zero_fraction(model),
                      params_before=before, params_after=param_count(model)[0],

@@ -7,14 +7,15 @@ the caller, lets the next level's fine-tune run while a level converts, and turn
 inside the converter into a failed target rather than a dead CLI.
 
 Calibration for full-integer quantisation: NHWC float32 in [0, 1] (pixel/255) saved as
-``.npy`` and passed with the preprocessing mean/std as ``custom_input_op_name_np_data_path``;
-onnx2tf feeds (x − mean)/std to the converter, which is exactly what the agent computes
-before it quantises with the TFLite input scale/zero-point.
+``.npy``; the representative data fed to the converter is (x − mean)/std, exactly what the
+agent computes before it quantises with the TFLite input scale/zero-point.
 """
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import sys
 from concurrent.futures import Future
 from pathlib import Path
@@ -38,37 +39,55 @@ def warm_up() -> str:
 
 
 def convert(onnx_path: str, work_dir: str, calib_npy: str | None, mean: list[float], std: list[float],
-            input_name: str, want: list[str]) -> dict[str, Any]:
-    """One onnx2tf run; returns {target: tflite path} for the variants in ``want``, and errors.
+            want: list[str]) -> dict[str, Any]:
+    """One onnx2tf run (+ one calibrated int8 conversion); {target: tflite path} for ``want``, and errors.
 
-    Raises when onnx2tf fails as a whole; a variant it did not write is reported in
-    ``errors`` with the last warning onnx2tf logged about it.
+    onnx2tf writes the float32/float16 files (and the dynamic-range one when asked) and the
+    saved model. Full-integer int8 is then converted once from that saved model with
+    TensorFlow's own converter (:func:`full_integer_quant`), instead of onnx2tf's
+    ``output_integer_quantized_tflite``, which runs four calibrated conversions (integer,
+    full integer and two int16-activation variants) of which only one is used. Raises when
+    onnx2tf fails as a whole; a variant that was not written is reported in ``errors``.
     """
-    import numpy as np
     import onnx2tf
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    want_int = any(t in ("tflite-int8", "tflite-dynamic") for t in want)
     kwargs: dict[str, Any] = dict(
         input_onnx_file_path=onnx_path, output_folder_path=str(work), non_verbose=True,
-        output_dynamic_range_quantized_tflite="tflite-dynamic" in want,
-    )
+        output_signaturedefs=True, output_dynamic_range_quantized_tflite="tflite-dynamic" in want)
+    print(f"onnx2tf.convert({onnx_path}) -> {work} want={want}", flush=True)
+    _run_logged(lambda: onnx2tf.convert(**kwargs))
+    stem = Path(onnx_path).stem
+    out: dict[str, Any] = {"files": {}, "errors": {}}
     if "tflite-int8" in want:
         if calib_npy is None:
             raise ValueError("full-integer quantisation needs calibration data")
-        kwargs.update(
-            output_integer_quantized_tflite=True,
-            input_quant_dtype="int8", output_quant_dtype="int8", quant_type="per-channel",
-            custom_input_op_name_np_data_path=[[input_name, calib_npy,
-                                                np.asarray(mean, np.float32).reshape(1, 1, 1, -1),
-                                                np.asarray(std, np.float32).reshape(1, 1, 1, -1)]],
-        )
-    print(f"onnx2tf.convert({onnx_path}) -> {work} want={want} int={want_int}", flush=True)
+        try:
+            full_integer_quant(work, work / f"{stem}{VARIANTS['tflite-int8']}", calib_npy, mean, std)
+        except Exception as e:  # the other variants are still good
+            out["errors"]["tflite-int8"] = f"TFLiteConverter full-integer quantisation failed: {_first_line(e)}"
+    for target in want:
+        p = work / f"{stem}{VARIANTS[target]}"
+        if p.exists() and p.stat().st_size > 0:
+            out["files"][target] = str(p)
+        else:
+            out["errors"].setdefault(target, f"onnx2tf wrote no {p.name} (see export.log)")
+    sys.stdout.flush()
+    return out
+
+
+def _first_line(e: BaseException) -> str:
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def _run_logged(fn: Any) -> None:
+    """Run onnx2tf with its stdout teed, so its own last ERROR line becomes the failure reason."""
     tee = _Tee(sys.stdout)
     sys.stdout = tee
     try:
-        onnx2tf.convert(**kwargs)
+        fn()
     except SystemExit as e:  # onnx2tf calls sys.exit(1) after printing the reason
         raise RuntimeError(tee.last_error() or f"onnx2tf exited with status {e.code}") from None
     except Exception as e:
@@ -78,31 +97,49 @@ def convert(onnx_path: str, work_dir: str, calib_npy: str | None, mean: list[flo
         raise
     finally:
         sys.stdout = tee.inner
-    stem = Path(onnx_path).stem
-    out: dict[str, Any] = {"files": {}, "errors": {}}
-    for target in want:
-        p = work / f"{stem}{VARIANTS[target]}"
-        if p.exists() and p.stat().st_size > 0:
-            out["files"][target] = str(p)
-        else:
-            out["errors"][target] = f"onnx2tf wrote no {p.name} (see export.log)"
-    sys.stdout.flush()
-    return out
+
+
+def full_integer_quant(saved_model: Path, dst: Path, calib_npy: str, mean: list[float], std: list[float]) -> Path:
+    """Full-integer int8 (int8 input and output, per-channel weights) from onnx2tf's saved model.
+
+    The settings are onnx2tf's own for ``_full_integer_quant.tflite`` (TFLITE_BUILTINS_INT8
+    with SELECT_TF_OPS, per-channel, representative data (x - mean)/std one image at a
+    time), so the file is the one onnx2tf would have written.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    calib = np.load(calib_npy)
+    mean_a = np.asarray(mean, np.float32).reshape(1, 1, 1, -1)
+    std_a = np.asarray(std, np.float32).reshape(1, 1, 1, -1)
+    signature = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    (input_key,) = signature.structured_input_signature[1].keys()
+
+    def representative() -> Any:
+        for i in range(calib.shape[0]):
+            yield {input_key: tf.convert_to_tensor((calib[i:i + 1] - mean_a) / std_a, tf.float32)}
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]
+    converter._experimental_disable_per_channel = False
+    converter.representative_dataset = representative
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    dst.write_bytes(converter.convert())
+    return dst
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class _Tee:
     """sys.stdout wrapper that remembers onnx2tf's last ERROR line (its own reason for failing)."""
 
-    _ansi = None
-
-    def __init__(self, inner):
-        import collections
-        import re
-
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.tail: collections.deque[str] = collections.deque(maxlen=200)
         self._buf = ""
-        _Tee._ansi = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
     def write(self, text: str) -> int:
         self.inner.write(text)
@@ -119,7 +156,7 @@ class _Tee:
 
     def last_error(self) -> str | None:
         for line in reversed(list(self.tail) + [self._buf]):
-            clean = self._ansi.sub("", line).strip()
+            clean = _ANSI.sub("", line).strip()
             if "ERROR" in clean.upper() and len(clean) > 6:
                 clean = clean.split("ERROR:", 1)[-1].strip() or clean
                 return "onnx2tf: " + (clean if len(clean) < 250 else clean[:247] + "...")
@@ -183,10 +220,11 @@ class TFLitePool:
         with self._lock:
             pending, self._futures = self._futures, {}
         for fut in pending.values():
-            fut.set_exception(WorkerDied(f"onnx2tf worker process died ({how}; crash or out of memory? see export.log)"))
+            fut.set_exception(WorkerDied(f"onnx2tf worker process died ({how}; crash or out of memory? "
+                                         "see export.log)"))
 
-    def submit(self, onnx_path: Path, work_dir: Path, calib_npy: Path | None, mean, std, input_name: str,
-               want: list[str]) -> Future:
+    def submit(self, onnx_path: Path, work_dir: Path, calib_npy: Path | None, mean: list[float],
+               std: list[float], want: list[str]) -> Future:
         import json
 
         fut: Future = Future()
@@ -196,8 +234,9 @@ class TFLitePool:
             self._futures[job_id] = fut
         job = {"id": job_id, "onnx_path": str(onnx_path), "work_dir": str(work_dir),
                "calib_npy": str(calib_npy) if calib_npy else None, "mean": list(mean), "std": list(std),
-               "input_name": input_name, "want": list(want)}
+               "want": list(want)}
         try:
+            assert self._proc.stdin is not None
             self._proc.stdin.write((json.dumps(job) + "\n").encode())
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
@@ -210,7 +249,8 @@ class TFLitePool:
         import subprocess
 
         try:
-            self._proc.stdin.close()
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
         except OSError:
             pass
         try:

@@ -28,7 +28,8 @@ ARM_ENGINE = "qnnpack"
 def _engine(engine: str) -> str:
     supported = torch.backends.quantized.supported_engines
     if engine not in supported:
-        raise RuntimeError(f"quantized engine '{engine}' is not supported by this torch build (have {', '.join(supported)})")
+        raise RuntimeError(f"quantized engine '{engine}' is not supported by this torch build "
+                           f"(have {', '.join(supported)})")
     torch.backends.quantized.engine = engine
     return engine
 
@@ -58,7 +59,8 @@ def ptq_int8(model: nn.Module, calib_nchw: np.ndarray, *, engine: str = DESKTOP_
     return convert_fx(prepared).eval()
 
 
-def prepare_qat(model: nn.Module, example: torch.Tensor, *, engine: str = DESKTOP_ENGINE) -> tuple[nn.Module, nn.Module]:
+def prepare_qat(model: nn.Module, example: torch.Tensor, *,
+                engine: str = DESKTOP_ENGINE) -> tuple[nn.Module, nn.Module]:
     """(fake-quant QAT model in train mode, its float twin).
 
     The twin is a copy of ``model`` that shares every parameter and batch-norm buffer with the
@@ -102,4 +104,4 @@ def convert_qat(qat_model: nn.Module) -> nn.Module:
 
     m = copy.deepcopy(qat_model).eval()
     m.apply(disable_observer)
-    return convert_fx(m).eval()
+    return convert_fx(m).eval()  # type: ignore[arg-type]  # a GraphModule from prepare_qat_fx

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 
-def _conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: type = nn.ReLU) -> nn.Sequential:
+def _conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1,
+                  act: type = nn.ReLU) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
@@ -31,7 +32,8 @@ class CompactCNN(nn.Module):
     give the ≈ 25 k-parameter CNN of RESEARCH.md's reference timings.
     """
 
-    def __init__(self, *, num_classes: int = 7, in_channels: int = 1, widths: tuple[int, ...] = (24, 48, 96), dropout: float = 0.2):
+    def __init__(self, *, num_classes: int = 7, in_channels: int = 1, widths: tuple[int, ...] = (24, 48, 96),
+                 dropout: float = 0.2):
         super().__init__()
         layers: list[nn.Module] = []
         cin = in_channels

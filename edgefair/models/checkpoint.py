@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from edgefair.files import sha256_file
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -12,11 +11,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgefair.data.preprocess import Preprocessing
+from edgefair.contracts.dataset import DatasetRef, Preprocessing
+from edgefair.contracts.errors import ContractError, EdgefairError
+from edgefair.contracts.jsonio import atomic_write_json, error_text
+from edgefair.files import sha256_file
 from edgefair.models.architectures import build_model
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EdgefairError, ValueError):
     """A run directory that is missing, unreadable or inconsistent."""
 
 
@@ -39,16 +41,22 @@ class RunMeta:
 
     @property
     def prep(self) -> Preprocessing:
-        return Preprocessing.from_dict(self.preprocessing)
+        return Preprocessing.from_dict(self.preprocessing, where="model.json")
+
+    def dataset_ref(self) -> DatasetRef | None:
+        """The training data as a reference (runs written before the split seed was recorded
+        were loaded with the run's seed)."""
+        if not self.dataset or not self.dataset.get("spec"):
+            return None
+        doc = {"seed": self.seed, **{k: v for k, v in self.dataset.items() if k in ("spec", "seed", "fingerprint",
+                                                                                   "name", "counts")}}
+        try:
+            return DatasetRef.from_dict(doc, where="model.json")
+        except ContractError as e:
+            raise CheckpointError(str(e)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def save_run(out: Path, model: nn.Module, meta: RunMeta) -> Path:
@@ -62,7 +70,7 @@ def save_run(out: Path, model: nn.Module, meta: RunMeta) -> Path:
     os.replace(tmp, out / "model.pt")
     meta.checkpoint_sha256 = sha256_file(out / "model.pt")
     meta.edgefair_version = __version__
-    _atomic_write_bytes(out / "model.json", json.dumps(meta.to_dict(), indent=2).encode())
+    atomic_write_json(out / "model.json", meta.to_dict())
     return out
 
 
@@ -93,7 +101,7 @@ def load_run(run: Path) -> tuple[nn.Module, RunMeta]:
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file
-        raise CheckpointError(f"{pt}: cannot be loaded as a state dict ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"{pt}: cannot be loaded as a state dict ({error_text(e)})") from None
     model = build_model(meta.arch, num_classes=meta.num_classes, in_channels=meta.prep.channels, **meta.arch_kwargs)
     try:
         model.load_state_dict(state)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from edgefair.data.preprocess import Preprocessing, labels_of, samples_to_nchw
-from edgefair.data.registry import load_dataset
+from edgefair.data.registry import canonical_spec, dataset_ref, load_dataset
 from edgefair.models.architectures import build_model, count_parameters
 from edgefair.models.checkpoint import CheckpointError, RunMeta, load_run, save_run
 from edgefair.models.evaluation import group_summary
@@ -39,14 +40,18 @@ def train_run(req: TrainRequest, *, progress: Callable[[str, float, float], None
     """Train, keep the best validation checkpoint, evaluate on test, write the run directory."""
     t_start = time.perf_counter()
     say = progress or (lambda stage, done, total: None)
+    spec = canonical_spec(req.dataset)  # a bad spec fails before anything is loaded
     teacher = None
     if req.teacher is not None:
         teacher, tmeta = load_run(req.teacher)
         if tmeta.preprocessing["size"] != req.size or tmeta.preprocessing["channels"] != req.channels:
-            raise CheckpointError(f"{req.teacher}: teacher input {tmeta.preprocessing['size']}px×{tmeta.preprocessing['channels']}ch differs from the student's {req.size}px×{req.channels}ch")
-    ds = load_dataset(req.dataset, seed=req.seed, progress=lambda d, t: say("data", d, t))
+            raise CheckpointError(f"{req.teacher}: teacher input {tmeta.preprocessing['size']}px×"
+                                  f"{tmeta.preprocessing['channels']}ch differs from the student's "
+                                  f"{req.size}px×{req.channels}ch")
+    ds = load_dataset(spec, seed=req.seed, progress=lambda d, t: say("data", d, t))
     if teacher is not None and len(ds.class_names) != tmeta.num_classes:
-        raise CheckpointError(f"{req.teacher}: teacher has {tmeta.num_classes} classes, dataset {ds.name} has {len(ds.class_names)}")
+        raise CheckpointError(f"{req.teacher}: teacher has {tmeta.num_classes} classes, dataset {ds.name} has "
+                              f"{len(ds.class_names)}")
     prep = Preprocessing(size=req.size, channels=req.channels)
     train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
     xtr, ytr = samples_to_nchw(train, prep), labels_of(train)
@@ -67,16 +72,18 @@ def train_run(req: TrainRequest, *, progress: Callable[[str, float, float], None
     meta = RunMeta(
         arch=req.arch, num_classes=len(ds.class_names), class_names=list(ds.class_names),
         preprocessing=prep.to_dict(), arch_kwargs=dict(req.arch_kwargs),
-        dataset={"spec": req.dataset, "name": ds.name, "fingerprint": ds.fingerprint(), "counts": ds.counts(), "source": ds.source},
+        dataset={**dataset_ref(spec, ds, seed=req.seed).to_dict(), "source": ds.source},
         seed=req.seed, epochs=req.epochs,
-        metrics={"test": summary, "best_epoch": history["best_epoch"], "best_val_accuracy": history["best_val_accuracy"],
+        metrics={"test": summary, "best_epoch": history["best_epoch"],
+                 "best_val_accuracy": history["best_val_accuracy"],
                  "train_seconds": train_s, "params": total, "nonzero_params": nonzero, "history": history["epochs"],
                  "train_config": cfg.to_dict(), **req.tags},
         teacher={"run": str(req.teacher), "checkpoint_sha256": tmeta.checkpoint_sha256,
                  "temperature": cfg.kd_temperature, "alpha": cfg.kd_alpha} if teacher is not None else None,
     )
     out = save_run(req.out, model, meta)
-    np.savez(out / "test_predictions.npz", ids=np.array([s.sample_id for s in test]), pred=pred, logits=logits, labels=yte)
+    np.savez(out / "test_predictions.npz", ids=np.array([s.sample_id for s in test]), pred=pred, logits=logits,
+             labels=yte)
     return {"run": str(out), "arch": req.arch, "dataset": req.dataset, "epochs": req.epochs, "seed": req.seed,
             "params": total, "train_seconds": train_s, "total_seconds": time.perf_counter() - t_start,
             "best_epoch": history["best_epoch"], "best_val_accuracy": history["best_val_accuracy"],

@@ -9,6 +9,7 @@ load(), set_input(x), invoke(), output(), run_one(x) and the input/output attrib
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class TorchRunner:
         self.input_shape = [int(v) for v in inp.get("shape") or []] or None
         self._mode = torch.inference_mode()
         self._mode.__enter__()  # keep inference mode on for the whole run
-        self._x = None
+        self._x: Any = None
         self.settings = {"num_threads": torch.get_num_threads(),
                          "num_interop_threads": torch.get_num_interop_threads(),
                          "quantized_engine": str(torch.backends.quantized.engine)}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -44,10 +44,12 @@ def _augment(x: torch.Tensor, gen: torch.Generator, max_shift: int = 3) -> torch
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, *, temperature: float, alpha: float) -> torch.Tensor:
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, *,
+                      temperature: float, alpha: float) -> torch.Tensor:
     """(1 − alpha)·CE + alpha·KL(teacher_T ‖ student_T)·T² (Hinton et al.)."""
     t = temperature
-    kl = F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1), reduction="batchmean", log_target=True)
+    kl = F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1), reduction="batchmean",
+                  log_target=True)
     return (1 - alpha) * F.cross_entropy(student_logits, y) + alpha * kl * t * t
 
 

@@ -57,6 +57,7 @@ import subprocess
 import sys
 import time
 import traceback
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class _Terminated(BaseException):
     pass
 
 
-def one_line(text, limit=500):
+def one_line(text, limit=300):
     """Collapse whitespace so an error is one line, and cap its length."""
     s = " ".join(str(text).split())
     if len(s) > limit:
@@ -141,10 +142,11 @@ def one_line(text, limit=500):
 
 
 def _error_text(exc):
+    """An AgentError's own message; anything else ``Type: first line`` (as edgefair.contracts.jsonio)."""
     if isinstance(exc, AgentError):
         return one_line(str(exc))
-    msg = str(exc)
-    return one_line(type(exc).__name__ + (": " + msg if msg else ""))
+    first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+    return one_line(type(exc).__name__ + (": " + first if first else ""))
 
 
 # --------------------------------------------------------------------------
@@ -356,7 +358,7 @@ class RSSMeter(object):
     def __init__(self):
         self.method = "none"
         self.note = None
-        self._psutil_proc = None
+        self._psutil_proc: Any = None
         if _vmhwm_kb() is not None:
             if self._reset_works():
                 self.method = "proc_vmhwm_reset"
@@ -514,7 +516,7 @@ def _cpufreq():
 def _temperatures():
     """{zone: {"type": ..., "temp_c": ...}} from /sys/class/thermal."""
     base = "/sys/class/thermal"
-    out = {}
+    out: dict = {}
     try:
         zones = sorted(d for d in os.listdir(base) if d.startswith("thermal_zone"))
     except Exception:
@@ -667,7 +669,7 @@ def _dist_version(name):
         return None
 
 
-_NP_DTYPES = {
+_NP_DTYPES: Any = {
     "float32": np.float32, "float16": np.float16, "float64": np.float64,
     "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
     "int64": np.int64,
@@ -680,15 +682,27 @@ _ORT_TYPES = {
 
 
 class Runner(object):
-    """Common interface: load(), set_input(x), invoke(), output(), run_batch1(x)."""
+    """Common interface: load(), set_input(x), invoke(), output(), run_one(x)."""
 
-    name = None
-    version = None
-    input_dtype = "float32"
-    input_shape = None          # list, -1 for dynamic dims
-    input_quant = None          # (scale, zero_point) or None
-    output_quant = None
-    settings = None
+    name: Any = None
+    version: Any = None
+    input_dtype: Any = "float32"
+    input_shape: Any = None     # list, -1 for dynamic dims
+    input_quant: Any = None     # (scale, zero_point) or None
+    output_quant: Any = None
+    settings: Any = None
+
+    def load(self):
+        raise NotImplementedError
+
+    def set_input(self, x):
+        raise NotImplementedError
+
+    def invoke(self):
+        raise NotImplementedError
+
+    def output(self):
+        raise NotImplementedError
 
     def run_one(self, x):
         self.set_input(x)
@@ -797,7 +811,8 @@ class ONNXRunner(Runner):
         self._in_name = self.in_meta.name
         self._out_names = [self.out_meta.name]
         self._run = sess.run
-        self._feed = None
+        self._feed: Any = None
+        self._last: Any = None
         self.settings = {"intra_op_num_threads": self.threads, "inter_op_num_threads": 1,
                          "execution_mode": "ORT_SEQUENTIAL", "graph_optimization_level": "ORT_ENABLE_ALL",
                          "providers": sess.get_providers()}
@@ -822,7 +837,7 @@ def _manifest_quant(spec):
 
 # Formats served by a host-side runner file given with --plugin (the torch reference
 # rows: edgefair/models/torch_runner.py). The agent itself never imports torch.
-_PLUGINS = {}
+_PLUGINS: dict = {}
 
 
 def register_runner(fmt, factory):
@@ -862,6 +877,43 @@ def make_runner(fmt, path, threads, manifest):
 # pre / post processing
 # --------------------------------------------------------------------------
 
+def _normalised(images_u8, manifest):
+    """uint8 NHWC -> float32 (pixel/255 - mean)/std, after checking size and channels."""
+    imgs = np.asarray(images_u8)
+    if imgs.ndim == 3:
+        imgs = imgs[:, :, :, None]
+    if imgs.ndim != 4:
+        raise AgentError("batch images must be NHWC uint8, got shape %s" % (imgs.shape,))
+    prep = manifest.get("preprocessing") or {}
+    size, ch = prep.get("size"), prep.get("channels")
+    if size is not None and (imgs.shape[1] != int(size) or imgs.shape[2] != int(size)):
+        raise AgentError("batch images are %dx%d but the manifest expects %dx%d"
+                         % (imgs.shape[1], imgs.shape[2], int(size), int(size)))
+    if ch is not None and imgs.shape[3] != int(ch):
+        raise AgentError("batch images have %d channels but the manifest expects %d"
+                         % (imgs.shape[3], int(ch)))
+    mean = np.asarray(prep.get("mean", 0.0), dtype=np.float32)
+    std = np.asarray(prep.get("std", 1.0), dtype=np.float32)
+    return (imgs.astype(np.float32) / np.float32(255.0) - mean) / std
+
+
+def _to_dtype(x, manifest, runner):
+    """Quantise with the input scale/zero-point (round half to even, clip) or cast, as the model wants."""
+    dt = runner.input_dtype
+    if dt in ("int8", "uint8", "int16"):
+        q = runner.input_quant or _manifest_quant(manifest.get("input"))
+        if q is None:
+            raise AgentError("model input is %s but no quantisation scale/zero_point is known" % dt)
+        scale, zp = q
+        info = np.iinfo(_NP_DTYPES[dt])
+        return np.clip(np.round(x / np.float32(scale)) + zp, info.min, info.max).astype(_NP_DTYPES[dt])
+    if dt in ("float16", "float64"):
+        return x.astype(_NP_DTYPES[dt])
+    if dt != "float32":
+        raise AgentError("unsupported model input dtype %s" % dt)
+    return x
+
+
 def preprocess(images_u8, manifest, runner):
     """uint8 NHWC images -> model input array exactly as the model wants it.
 
@@ -870,42 +922,13 @@ def preprocess(images_u8, manifest, runner):
     even, then clip to the dtype range) for int8/uint8 inputs; cast to float16
     for fp16 inputs.
     """
-    imgs = np.asarray(images_u8)
-    if imgs.ndim == 3:
-        imgs = imgs[:, :, :, None]
-    if imgs.ndim != 4:
-        raise AgentError("batch images must be NHWC uint8, got shape %s" % (imgs.shape,))
-    prep = manifest.get("preprocessing") or {}
-    mean = np.asarray(prep.get("mean", 0.0), dtype=np.float32)
-    std = np.asarray(prep.get("std", 1.0), dtype=np.float32)
-    size = prep.get("size")
-    ch = prep.get("channels")
-    if size is not None and (imgs.shape[1] != int(size) or imgs.shape[2] != int(size)):
-        raise AgentError("batch images are %dx%d but the manifest expects %dx%d"
-                         % (imgs.shape[1], imgs.shape[2], int(size), int(size)))
-    if ch is not None and imgs.shape[3] != int(ch):
-        raise AgentError("batch images have %d channels but the manifest expects %d"
-                         % (imgs.shape[3], int(ch)))
-    x = imgs.astype(np.float32) / np.float32(255.0)
-    x = (x - mean) / std
+    x = _normalised(images_u8, manifest)
     layout = ((manifest.get("input") or {}).get("layout") or "NHWC").upper()
     if layout == "NCHW":
         x = x.transpose(0, 3, 1, 2)
     elif layout != "NHWC":
         raise AgentError("unknown input layout %r" % layout)
-    dt = runner.input_dtype
-    if dt in ("int8", "uint8", "int16"):
-        q = runner.input_quant or _manifest_quant(manifest.get("input"))
-        if q is None:
-            raise AgentError("model input is %s but no quantisation scale/zero_point is known" % dt)
-        scale, zp = q
-        info = np.iinfo(_NP_DTYPES[dt])
-        x = np.clip(np.round(x / np.float32(scale)) + zp, info.min, info.max).astype(_NP_DTYPES[dt])
-    elif dt in ("float16", "float64"):
-        x = x.astype(_NP_DTYPES[dt])
-    elif dt != "float32":
-        raise AgentError("unsupported model input dtype %s" % dt)
-    x = np.ascontiguousarray(x)
+    x = np.ascontiguousarray(_to_dtype(x, manifest, runner))
     shp = runner.input_shape
     if shp and len(shp) == x.ndim:
         for got, want in zip(x.shape[1:], shp[1:]):
@@ -934,7 +957,7 @@ def timed_loop(invoke, min_runs, min_seconds, max_seconds):
     perf_counter_ns difference around one invoke() call only.
     """
     clock = time.perf_counter_ns
-    samples = []
+    samples: list = []
     append = samples.append
     min_runs = int(min_runs)
     min_ns = int(float(min_seconds) * 1e9)
@@ -1085,36 +1108,29 @@ def phase(result, name):
             pass
 
 
-def cmd_run(args, result):
-    t_start = time.time()
-    phase(result, "start")
-    rss = RSSMeter()
-    result["rss"]["method"] = rss.method
-    if rss.note:
-        result["rss"]["note"] = rss.note
-    proto = resolve_protocol(args)
-    result["protocol"] = proto
-    if args.threads is None or args.threads < 0:
-        raise UsageError("--threads must be >= 0 (0 = runtime default)")
-
+def _open_artifact(args, result):
+    """(manifest, model path, format) of --artifact, recorded in the result."""
     art_dir = args.artifact
     if not os.path.isdir(art_dir):
         raise AgentError("artifact folder not found: %s" % art_dir)
     manifest = _load_manifest(art_dir)
-    result["artifact"]["name"] = manifest.get("name") or os.path.basename(os.path.normpath(art_dir))
-    result["artifact"]["artifact_id"] = manifest.get("artifact_id")
-    result["artifact"]["target"] = manifest.get("target")
+    art = result["artifact"]
+    art["name"] = manifest.get("name") or os.path.basename(os.path.normpath(art_dir))
+    art["artifact_id"] = manifest.get("artifact_id")
+    art["target"] = manifest.get("target")
     model_file = manifest.get("model_file")
     if not model_file:
         raise AgentError("manifest.json has no 'model_file'")
     model_path = os.path.join(art_dir, model_file)
     if not os.path.isfile(model_path):
         raise AgentError("model file not found: %s" % model_path)
-    fmt = _format_of(manifest, model_path)
-    result["artifact"]["format"] = fmt
+    art["format"] = _format_of(manifest, model_path)
+    return manifest, model_path, art["format"]
 
-    # integrity first: never load a file we did not mean to measure
-    phase(result, "verify")
+
+def _verify(args, result, manifest, model_path):
+    """Integrity first: never load a file we did not mean to measure."""
+    model_file = os.path.basename(model_path)
     digest = sha256_file(model_path)
     result["artifact"]["sha256"] = digest
     result["artifact"]["size_bytes"] = os.path.getsize(model_path)
@@ -1126,40 +1142,34 @@ def cmd_run(args, result):
         raise AgentError("sha256 mismatch for %s: manifest says %s, file is %s"
                          % (model_file, str(man_sha).lower(), digest), EXIT_SHA_MISMATCH)
 
-    phase(result, "read_batch")
-    images, ids = _load_batch(args.batch)
 
-    phase(result, "import_runtime")
-    for plugin in getattr(args, "plugin", None) or []:
-        load_plugin(plugin)
-    runner = make_runner(fmt, model_path, args.threads, manifest)  # imports the runtime
-    result["runtime"] = {"name": runner.name, "version": runner.version}
-    env = fingerprint(runtime={"name": runner.name, "version": runner.version},
-                      threads=args.threads)
-    result["env"] = env
-
-    timing = result["timing"]
+def _rss_phase(rss):
+    """Start a memory phase: collect garbage, reset the peak."""
     gc.collect()
     rss.reset()
-    result["rss"]["baseline_kb"] = rss.read_kb()
 
-    # load
-    phase(result, "load")
-    rss.reset()
+
+def _load_runner(result, runner, rss, model_path):
+    """Load the model (timed; RSS after load) and record what the runtime says about its I/O."""
+    _rss_phase(rss)
     t0 = time.perf_counter_ns()
     try:
         runner.load()
     except AgentError:
         raise
     except Exception as e:
-        raise AgentError("cannot load %s with %s: %s" % (model_file, runner.name, _error_text(e)))
-    timing["load_s"] = (time.perf_counter_ns() - t0) / 1e9
+        raise AgentError("cannot load %s with %s: %s" % (os.path.basename(model_path), runner.name, _error_text(e)))
+    result["timing"]["load_s"] = (time.perf_counter_ns() - t0) / 1e9
     result["rss"]["after_load_kb"] = rss.read_kb()
     result["runtime"]["settings"] = runner.settings
     result["runtime"]["input"] = {"dtype": runner.input_dtype, "shape": runner.input_shape,
                                   "quant": list(runner.input_quant) if runner.input_quant else None}
     result["runtime"]["output"] = {"dtype": getattr(runner, "output_dtype", None),
                                    "quant": list(runner.output_quant) if runner.output_quant else None}
+
+
+def _spec_warnings(result, runner, manifest):
+    """Where the manifest and the model disagree, the model wins; say so."""
     m_in = manifest.get("input") or {}
     if m_in.get("dtype") and m_in.get("dtype") != runner.input_dtype:
         result["warnings"].append("manifest input dtype %s but the model wants %s; using the model's"
@@ -1172,21 +1182,16 @@ def cmd_run(args, result):
             result["warnings"].append("manifest %s quant %s differs from the model's %s; using the model's"
                                       % (side, list(mq), list(q)))
 
-    phase(result, "preprocess")
-    x_all = preprocess(images, manifest, runner)
-    x0 = x_all[:1]
 
-    # first inference (bench input = the first image)
-    phase(result, "first_inference")
-    gc.collect()
-    rss.reset()
+def _first_inference(result, runner, rss, x0):
+    _rss_phase(rss)
     runner.set_input(x0)
     t0 = time.perf_counter_ns()
     try:
         runner.invoke()
     except Exception as e:
         raise AgentError("first inference failed: %s" % _error_text(e))
-    timing["first_inference_s"] = (time.perf_counter_ns() - t0) / 1e9
+    result["timing"]["first_inference_s"] = (time.perf_counter_ns() - t0) / 1e9
     result["rss"]["after_first_kb"] = rss.read_kb()
     y0 = dequantise(runner.output(), runner)
     if y0.size == 0:
@@ -1194,54 +1199,96 @@ def cmd_run(args, result):
     if not np.all(np.isfinite(y0)):
         result["warnings"].append("first inference produced non-finite outputs")
 
+
+def _measure(result, runner, rss, x0, proto):
+    """Warm-up, then the timed loop; raw samples kept."""
+    _rss_phase(rss)
+    runner.set_input(x0)
+    invoke = runner.invoke
+    timing = result["timing"]
+    w, w_s, _ = timed_loop(invoke, proto["warmup_runs"], proto["warmup_seconds"], proto["max_seconds"])
+    timing["warmup_n"] = len(w)
+    timing["warmup_s"] = w_s
+    s, s_s, stopped = timed_loop(invoke, proto["min_runs"], proto["min_seconds"], proto["max_seconds"])
+    result["rss"]["steady_kb"] = rss.read_kb()
+    timing.update(summarise(s))
+    timing["duration_s"] = s_s
+    timing["samples_s"] = [v / 1e9 for v in s]
+    timing["stopped_by"] = stopped
+    if stopped != "criteria":
+        result["warnings"].append(
+            "measurement stopped at max_seconds=%g with n=%d (min_runs=%d, min_seconds=%g)"
+            % (proto["max_seconds"], len(s), proto["min_runs"], proto["min_seconds"]))
+
+
+def _evaluate(result, runner, rss, x_all, ids):
+    """One inference per test image; predictions and logits by sample id."""
+    _rss_phase(rss)
+    logits = []
+    t0 = time.perf_counter()
+    for i in range(x_all.shape[0]):  # batch dim fixed to 1 is the normal case: loop
+        try:
+            y = runner.run_one(x_all[i:i + 1])
+        except Exception as e:
+            raise AgentError("inference failed on image %d (id %s): %s" % (i, ids[i], _error_text(e)))
+        logits.append(dequantise(y, runner).reshape(-1))
+    ev_s = time.perf_counter() - t0
+    result["rss"]["eval_kb"] = rss.read_kb()
+    L = np.stack(logits).astype(np.float32)
+    if not np.all(np.isfinite(L)):
+        result["warnings"].append("eval produced non-finite logits")
+        L = np.nan_to_num(L, nan=0.0, posinf=float(np.finfo(np.float32).max),
+                          neginf=float(np.finfo(np.float32).min))
+    result["eval"] = {"n": int(L.shape[0]), "duration_s": ev_s, "ids": ids,
+                      "pred": [int(v) for v in np.argmax(L, axis=1)], "logits": L.tolist()}
+
+
+def _start_runtime(args, result, fmt, model_path, manifest):
+    """Import the one runtime the format needs; fingerprint the machine with it."""
+    for plugin in getattr(args, "plugin", None) or []:
+        load_plugin(plugin)
+    runner = make_runner(fmt, model_path, args.threads, manifest)  # imports the runtime
+    result["runtime"] = {"name": runner.name, "version": runner.version}
+    result["env"] = fingerprint(runtime={"name": runner.name, "version": runner.version}, threads=args.threads)
+    return runner
+
+
+def cmd_run(args, result):
+    """load -> first inference -> warm-up + measurement and/or eval, each phase recorded."""
+    t_start = time.time()
+    phase(result, "start")
+    rss = RSSMeter()
+    result["rss"]["method"] = rss.method
+    if rss.note:
+        result["rss"]["note"] = rss.note
+    proto = resolve_protocol(args)
+    result["protocol"] = proto
+    if args.threads is None or args.threads < 0:
+        raise UsageError("--threads must be >= 0 (0 = runtime default)")
+    manifest, model_path, fmt = _open_artifact(args, result)
+    phase(result, "verify")
+    _verify(args, result, manifest, model_path)
+    phase(result, "read_batch")
+    images, ids = _load_batch(args.batch)
+    phase(result, "import_runtime")
+    runner = _start_runtime(args, result, fmt, model_path, manifest)
+    _rss_phase(rss)
+    result["rss"]["baseline_kb"] = rss.read_kb()
+    phase(result, "load")
+    _load_runner(result, runner, rss, model_path)
+    _spec_warnings(result, runner, manifest)
+    phase(result, "preprocess")
+    x_all = preprocess(images, manifest, runner)
+    phase(result, "first_inference")
+    _first_inference(result, runner, rss, x_all[:1])
     if args.mode in ("bench", "both"):
         phase(result, "warmup+measure")
-        gc.collect()
-        rss.reset()
-        runner.set_input(x0)
-        invoke = runner.invoke
-        w, w_s, _ = timed_loop(invoke, proto["warmup_runs"], proto["warmup_seconds"], proto["max_seconds"])
-        timing["warmup_n"] = len(w)
-        timing["warmup_s"] = w_s
-        s, s_s, stopped = timed_loop(invoke, proto["min_runs"], proto["min_seconds"], proto["max_seconds"])
-        result["rss"]["steady_kb"] = rss.read_kb()
-        st = summarise(s)
-        timing.update(st)
-        timing["duration_s"] = s_s
-        timing["samples_s"] = [v / 1e9 for v in s]
-        timing["stopped_by"] = stopped
-        if stopped != "criteria":
-            result["warnings"].append(
-                "measurement stopped at max_seconds=%g with n=%d (min_runs=%d, min_seconds=%g)"
-                % (proto["max_seconds"], len(s), proto["min_runs"], proto["min_seconds"]))
-
+        _measure(result, runner, rss, x_all[:1], proto)
     if args.mode in ("eval", "both"):
         phase(result, "eval")
-        gc.collect()
-        rss.reset()
-        logits = []
-        t0 = time.perf_counter()
-        for i in range(x_all.shape[0]):  # batch dim fixed to 1 is the normal case: loop
-            try:
-                y = runner.run_one(x_all[i:i + 1])
-            except Exception as e:
-                raise AgentError("inference failed on image %d (id %s): %s" % (i, ids[i], _error_text(e)))
-            y = dequantise(y, runner).reshape(-1)
-            logits.append(y)
-        ev_s = time.perf_counter() - t0
-        result["rss"]["eval_kb"] = rss.read_kb()
-        L = np.stack(logits).astype(np.float32)
-        if not np.all(np.isfinite(L)):
-            result["warnings"].append("eval produced non-finite logits")
-            L = np.nan_to_num(L, nan=0.0, posinf=np.finfo(np.float32).max,
-                              neginf=np.finfo(np.float32).min)
-        pred = np.argmax(L, axis=1)
-        result["eval"] = {"n": int(L.shape[0]), "duration_s": ev_s, "ids": ids,
-                          "pred": [int(v) for v in pred],
-                          "logits": L.tolist()}
-
+        _evaluate(result, runner, rss, x_all, ids)
     phase(result, "finish")
-    invalid, warns = finish_fingerprint(env)
+    invalid, warns = finish_fingerprint(result["env"])
     result["invalid_reasons"].extend(invalid)
     result["warnings"].extend(warns)
     result["valid"] = not result["invalid_reasons"]
@@ -1434,15 +1481,13 @@ def _probe_runtime_child(key):
     return EXIT_OK
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 2 and argv[0] == "_probe-runtime" and argv[1] in ("tflite", "onnx"):
-        return _probe_runtime_child(argv[1])
-    args = None
+def _parse(argv):
+    """(args, None) or (None, exit code) after a usage error (result.json written when --out is known)."""
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise UsageError("missing command: probe or run")
+        return args, None
     except UsageError as e:
         sys.stderr.write("agent.py: error: %s\n" % e)
         out = _out_from_argv(argv)
@@ -1453,23 +1498,20 @@ def main(argv=None):
                 write_json_atomic(out, res)
             except Exception:
                 pass
-        return EXIT_USAGE
+        return None, EXIT_USAGE
 
-    if args.command == "probe":
-        try:
-            return cmd_probe(args)
-        except Exception as e:
-            sys.stderr.write("agent.py: error: %s\n" % _error_text(e))
-            sys.stdout.write(json.dumps({"agent_version": AGENT_VERSION, "ok": False,
-                                         "error": _error_text(e)}) + "\n")
-            return EXIT_FAILURE
 
-    worker = os.environ.get(_CHILD_ENV) == "1"
-    if not worker and not args.no_supervise:
-        return supervise(argv, args)
-    if worker:
-        _PROGRESS["path"] = os.path.abspath(args.out) + ".progress"
+def _probe(args):
+    try:
+        return cmd_probe(args)
+    except Exception as e:
+        sys.stderr.write("agent.py: error: %s\n" % _error_text(e))
+        sys.stdout.write(json.dumps({"agent_version": AGENT_VERSION, "ok": False, "error": _error_text(e)}) + "\n")
+        return EXIT_FAILURE
 
+
+def _run_here(args, worker):
+    """Measure in this process; result.json is always written (ok or not)."""
     result = base_result(args)
     result["supervised"] = worker
     code = EXIT_OK
@@ -1490,6 +1532,10 @@ def main(argv=None):
         code = EXIT_FAILURE
     if not result["ok"]:
         result["valid"] = False
+    return result, code
+
+
+def _write_result(args, result, code):
     try:
         write_json_atomic(args.out, result)
     except Exception as e:
@@ -1507,6 +1553,24 @@ def main(argv=None):
     if not result["ok"]:
         sys.stderr.write("agent.py: error: %s\n" % result["error"])
     return code
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 2 and argv[0] == "_probe-runtime" and argv[1] in ("tflite", "onnx"):
+        return _probe_runtime_child(argv[1])
+    args, code = _parse(argv)
+    if args is None:
+        return code
+    if args.command == "probe":
+        return _probe(args)
+    worker = os.environ.get(_CHILD_ENV) == "1"
+    if not worker and not args.no_supervise:
+        return supervise(argv, args)
+    if worker:
+        _PROGRESS["path"] = os.path.abspath(args.out) + ".progress"
+    result, code = _run_here(args, worker)
+    return _write_result(args, result, code)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ def bench(tmp_path_factory):
     """Run ``python -m edgefair ARGS`` and return the CompletedProcess (text)."""
     cache = os.environ.get("EDGEFAIR_CACHE_DIR") or str(tmp_path_factory.getbasetemp() / "cache")
 
-    def run(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
+    def run(*args: str, cwd: Path | None = None, check: bool = False,
+            timeout: float = 600) -> subprocess.CompletedProcess:
         env = {**os.environ, "EDGEFAIR_CACHE_DIR": cache, "COLUMNS": "160"}
         proc = subprocess.run([sys.executable, "-m", "edgefair", *map(str, args)], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=timeout)

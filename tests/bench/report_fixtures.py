@@ -21,9 +21,12 @@ import numpy as np
 
 from edgefair.bench.report import audit_summary
 from edgefair.bench.store import Store
+from edgefair.contracts.manifest import FileInfo, Manifest
+from edgefair.contracts.result import AgentResult
 from edgefair.fairness import audit
 from edgefair.runtimes import agent
 from tests.fairness.synth import CLASSES, perturb, predict
+from tests.manifests import make_manifest
 
 SETTINGS = {"mode": "both", "profile": "quick", "threads": 1}
 REFERENCE = "torch-fp32-s0"
@@ -100,7 +103,7 @@ def none_pass() -> Scenario:
 
 
 # ---------------------------------------------------------------- data and audits
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _test_split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(y_true, gender, age, reference predictions) of a synthetic test split."""
     rng = np.random.default_rng(seed)
@@ -111,7 +114,7 @@ def _test_split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return y, gender, age, ref
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def predictions(spec: Spec, seed: int) -> np.ndarray:
     _y, gender, _, ref = _test_split(seed)
     rng = np.random.default_rng([seed, int(hashlib.sha256(spec.name.encode()).hexdigest()[:8], 16)])
@@ -130,7 +133,7 @@ def predictions(spec: Spec, seed: int) -> np.ndarray:
     raise ValueError(spec.change)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def audit_dict(spec: Spec, seed: int) -> str:
     """The real audit of ``spec``'s predictions against the reference, as JSON text."""
     y, gender, age, ref = _test_split(seed)
@@ -140,39 +143,26 @@ def audit_dict(spec: Spec, seed: int) -> str:
 
 
 # ---------------------------------------------------------------- manifests and results
-def manifest(spec: Spec, scenario: Scenario) -> dict[str, Any]:
+def manifest(spec: Spec, scenario: Scenario) -> Manifest:
     fmt, precision = spec.target.split("-")
     layout = "NCHW" if fmt in ("torch", "onnx") else "NHWC"
     shape = [1, 1, 48, 48] if layout == "NCHW" else [1, 48, 48, 1]
     quant = {"scale": 0.0078125, "zero_point": 0} if (precision == "int8" and fmt == "tflite") else None
     size = int(spec.size_bytes * scenario.size_scale.get(spec.name, 1.0))
     total = 25_000 + size // 100
-    m: dict[str, Any] = {
-        "schema_version": 1,
-        "name": spec.name,
-        "target": spec.target,
-        "format": fmt,
-        "precision": precision,
-        "model_file": {"torch": "model.pt", "onnx": "model.onnx", "tflite": "model.tflite"}[fmt],
-        "sparsity": {"requested": spec.sparsity, "measured": round(spec.sparsity * 0.985, 4),
-                     "method": "unstructured" if spec.sparsity else "none"},
-        "input": {"name": "input", "shape": shape, "layout": layout,
-                  "dtype": "int8" if quant else "float32", "quant": quant},
-        "output": {"name": "logits", "shape": [1, len(CLASSES)], "dtype": "int8" if quant else "float32",
-                   "quant": {"scale": 0.1, "zero_point": -10} if quant else None},
-        "class_names": list(CLASSES),
-        "preprocessing": {"size": 48, "channels": 1, "mean": 0.5, "std": 0.25},
-        "source": {"run": "runs/base", "checkpoint_sha256": hashlib.sha256(b"base").hexdigest(), "arch": "cnn"},
-        "file": {"sha256": hashlib.sha256(spec.name.encode()).hexdigest(), "size_bytes": size,
-                 "gzip_bytes": int(size * (0.55 if spec.sparsity >= 0.5 else 0.9))},
-        "params": {"total": total, "nonzero": int(total * (1 - spec.sparsity * 0.985))},
-        "parity": None,
-        "tools": {"torch": _version("torch")},
-        "qat": False,
-        "notes": [],
-    }
-    m["artifact_id"] = hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
-    return m
+    return make_manifest(
+        name=spec.name, target=spec.target,
+        model_file={"torch": "model.pt", "onnx": "model.onnx", "tflite": "model.tflite"}[fmt],
+        sparsity=spec.sparsity, measured=round(spec.sparsity * 0.985, 4),
+        input_spec={"name": "input", "shape": shape, "layout": layout, "dtype": "int8" if quant else "float32",
+                    "quant": quant},
+        output_spec={"name": "logits", "shape": [1, len(CLASSES)], "dtype": "int8" if quant else "float32",
+                     "quant": {"scale": 0.1, "zero_point": -10} if quant else None},
+        class_names=CLASSES, prep={"size": 48, "channels": 1, "mean": 0.5, "std": 0.25},
+        file=FileInfo(sha256=hashlib.sha256(spec.name.encode()).hexdigest(), size_bytes=size,
+                      gzip_bytes=int(size * (0.55 if spec.sparsity >= 0.5 else 0.9))),
+        params=(total, int(total * (1 - spec.sparsity * 0.985))), checkpoint=hashlib.sha256(b"base").hexdigest(),
+        arch="cnn")
 
 
 def _version(dist: str) -> str | None:
@@ -215,15 +205,15 @@ def _env(device: str, fmt: str, throttled: bool, rng: np.random.Generator) -> di
     return env
 
 
-def agent_result(spec: Spec, device: str, scenario: Scenario, m: dict[str, Any]) -> dict[str, Any]:
+def agent_result(spec: Spec, device: str, scenario: Scenario, m: Manifest) -> dict[str, Any]:
     """What the agent's result.json would hold for this artefact on this device."""
     rng = np.random.default_rng([scenario.seed, sum(map(ord, spec.name + device))])
-    fmt = m["format"]
+    fmt = m.format
     throttled = (spec.name, device) in scenario.throttled
     env = _env(device, fmt, throttled, rng)
     base = {
         "agent_version": agent.AGENT_VERSION,
-        "artifact": {"name": spec.name, "sha256": m["file"]["sha256"], "artifact_id": m["artifact_id"]},
+        "artifact": {"name": spec.name, "sha256": m.file.sha256, "artifact_id": m.artifact_id},
         "runtime": env["runtime"], "threads": SETTINGS["threads"], "profile": SETTINGS["profile"],
         "mode": SETTINGS["mode"], "env": env,
     }
@@ -254,7 +244,8 @@ def agent_result(spec: Spec, device: str, scenario: Scenario, m: dict[str, Any])
         "rss": {"method": "proc_vmhwm_reset", "baseline_kb": 20_000, "after_load_kb": int(rss_kb * 0.8),
                 "after_first_kb": int(rss_kb * 0.95), "steady_kb": rss_kb},
         "valid": not throttled, "invalid_reasons": invalid, "warnings": warnings,
-        "eval": {"ids": [f"s{i:05d}" for i in range(pred.size)], "pred": pred.tolist(), "logits": None},
+        "eval": {"ids": [f"s{i:05d}" for i in range(pred.size)], "pred": pred.tolist(),
+                 "logits": np.eye(len(CLASSES))[pred].tolist()},
     }
 
 
@@ -273,7 +264,9 @@ def build_db(path: Path, scenario: Scenario | None = None) -> Path:
                 acc = None
                 if result["ok"]:
                     acc = float(np.mean(np.asarray(result["eval"]["pred"]) == y))
-                store.put_run(artifact_id=aid, device=device, settings=SETTINGS, result=result, accuracy=acc)
+                store.put_run(artifact_id=aid, device=device, settings=SETTINGS,
+                              result=AgentResult.from_dict(result) if result["ok"] else AgentResult.failure(
+                                  result["error"], result), accuracy=acc)
                 if result["ok"]:
                     a = json.loads(audit_dict(spec, scenario.seed))
                     store.put_audit(artifact_id=aid, device=device, settings=SETTINGS, reference=REFERENCE,

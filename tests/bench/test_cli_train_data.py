@@ -42,7 +42,7 @@ def test_train_with_teacher(bench, tmp_path):
 def test_bad_dataset_is_one_line_and_nonzero(bench, tmp_path):
     proc = bench("train", "--dataset", f"fer2013:{tmp_path}/nope.csv", "--out", tmp_path / "r")
     assert proc.returncode == 1
-    lines = [l for l in proc.stderr.splitlines() if "error" in l]
+    lines = [ln for ln in proc.stderr.splitlines() if "error" in ln]
     assert lines == [f"bench train: error: {tmp_path}/nope.csv: no such file or directory"]
 
 

@@ -43,7 +43,11 @@ def test_print_config_round_trips(bench, tmp_path):
     ("sparsities = [1.0]", "sparsities: 1.0 is outside the allowed range [0, 1)"),
     ("colour = 3", "unknown key 'colour'; allowed keys: dataset, archs"),
     ('pruning = "random"', "pruning: 'random' is not allowed; allowed values: unstructured, structured"),
-    ("epochs = 0", "epochs: must be a positive integer, got 0"),
+    ("epochs = 0", "epochs: must be an integer >= 1, got 0"),
+    ("epochs = true", "epochs: must be an integer >= 1, got True"),
+    ("sparsities = 0.5", "the audit needs an uncompressed reference: sparsities must include 0 and targets an "
+                         "fp32 target (torch-fp32, onnx-fp32 or tflite-fp32)"),
+    ('dataset = "synthfer:n=abc"', "dataset: dataset 'synthfer:n=abc': option n must be an integer, got 'abc'"),
 ])
 def test_invalid_config_names_key_and_allowed_values(tmp_path, bench, text, message):
     cfg = tmp_path / "sweep.toml"
@@ -77,8 +81,9 @@ def _snapshot(db: Path) -> dict[tuple, tuple]:
     if not db.exists():
         return {}
     with sqlite3.connect(db, timeout=30) as c:
-        runs = {("run",) + r[:3]: r[3:] for r in c.execute("SELECT artifact_id, device, settings_key, created_at, result_json FROM runs")}
-        audits = {("audit",) + r[:3]: r[3:] for r in c.execute("SELECT artifact_id, device, settings_key, created_at, audit_json FROM audits")}
+        q = "SELECT artifact_id, device, settings_key, created_at, {} FROM {}"
+        runs = {("run",) + r[:3]: r[3:] for r in c.execute(q.format("result_json", "runs"))}
+        audits = {("audit",) + r[:3]: r[3:] for r in c.execute(q.format("audit_json", "audits"))}
     return {**runs, **audits}
 
 
@@ -112,7 +117,8 @@ def test_kill_and_resume_at_several_points(sweep_cfg, tmp_path):
     for label, sig, ready in kill_points:
         before_runs = _snapshot(db)
         before_manifests = _manifests(out)
-        proc = subprocess.Popen(_sweep_cmd(sweep_cfg, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        proc = subprocess.Popen(_sweep_cmd(sweep_cfg, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                text=True)
         deadline = time.time() + 300
         fired = False
         while time.time() < deadline and proc.poll() is None:

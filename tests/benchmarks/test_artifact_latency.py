@@ -26,13 +26,14 @@ NAMES = [f"{t}-s{s:g}" for t in TINY_TARGETS for s in TINY_SPARSITIES]
 @pytest.fixture(scope="module")
 def measured_db(tiny_artifacts, tmp_path_factory) -> Path:
     """Every artefact measured (local, with eval) and audited into one database."""
-    from edgefair.bench.audit_run import audit_artifacts
-    from edgefair.bench.measure import RunSettings, measure_artifacts
+    from edgefair.bench.audit_run import AuditRequest, audit_artifacts
+    from edgefair.bench.measure import measure_artifacts
+    from edgefair.contracts.measurement import RunSettings
 
     db = tmp_path_factory.mktemp("bench-db") / "results.db"
     settings = RunSettings(profile="quick", threads=1, mode="both", overrides={"min_runs": 50, "min_seconds": 0.1})
     measure_artifacts(artifacts=tiny_artifacts, device="local", db=db, settings=settings)
-    audit_artifacts(artifacts=tiny_artifacts, db=db, device="local", min_n=5)
+    audit_artifacts(AuditRequest(artifacts=tiny_artifacts, db=db, device="local", min_n=5))
     return db
 
 

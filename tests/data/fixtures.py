@@ -36,7 +36,7 @@ FER_ROWS = [(0, "Training"), (3, "Training"), (6, "Training"), (1, "PublicTest")
 def write_fer2013(root: Path, rows=FER_ROWS, seed: int = 0) -> tuple[Path, list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     imgs = [image(rng, (48, 48)) for _ in rows]
-    body = [[e, " ".join(map(str, im.ravel())), u] for (e, u), im in zip(rows, imgs)]
+    body = [[e, " ".join(map(str, im.ravel())), u] for (e, u), im in zip(rows, imgs, strict=True)]
     return write_csv(root / "fer2013.csv", ["emotion", "pixels", "Usage"], body), imgs
 
 

@@ -51,13 +51,15 @@ def test_fer2013_directory_and_no_usage_column(tmp_path: Path) -> None:
     ("mutate", "message"),
     [
         (lambda r: r[2].__setitem__(1, " ".join(["1"] * 2303)), "fer2013.csv:3: pixels has 2303 values, expected 2304"),
-        (lambda r: r[1].__setitem__(1, " ".join(["1"] * 2303 + ["x"])), "fer2013.csv:2: pixels has a non-integer value 'x'"),
+        (lambda r: r[1].__setitem__(1, " ".join(["1"] * 2303 + ["x"])),
+         "fer2013.csv:2: pixels has a non-integer value 'x'"),
         (lambda r: r[3].__setitem__(1, " ".join(["256"] * 2304)), "fer2013.csv:4: pixel values must be 0..255"),
         (lambda r: r[4].__setitem__(0, 9), "fer2013.csv:5: emotion 9 is out of range 0..6"),
         (lambda r: r[4].__setitem__(0, "sad"), "fer2013.csv:5: emotion 'sad' is not an integer"),
         (lambda r: r[5].__setitem__(2, "Validation"), "fer2013.csv:6: Usage 'Validation'"),
         (lambda r: r[3].pop(), "fer2013.csv:4: 2 fields, expected 3"),
-        (lambda r: [x.__setitem__(2, "Training") for x in r if x[2] == "PrivateTest"], "fer2013.csv: split\\(s\\) test empty"),
+        (lambda r: [x.__setitem__(2, "Training") for x in r if x[2] == "PrivateTest"],
+         "fer2013.csv: split\\(s\\) test empty"),
         (lambda r: r.__setitem__(0, ["emotion", "pixel", "Usage"]), "fer2013.csv:1: missing column\\(s\\) pixels"),
     ],
 )
@@ -203,7 +205,8 @@ def test_ckplus_bad_input(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"S007_001_00000005_emotion.txt:1: emotion 9 is out of range 0..7"):
         load_dataset(f"ckplus:{root}")
     emo.write_text("\n   2.5000000e+00\n")
-    with pytest.raises(DatasetError, match=r"S007_001_00000005_emotion.txt:2: emotion '2.5000000e\+00' is not an integer"):
+    with pytest.raises(DatasetError,
+                       match=r"S007_001_00000005_emotion.txt:2: emotion '2.5000000e\+00' is not an integer"):
         load_dataset(f"ckplus:{root}")
     emo.write_text("3.0\n")
     (root / "cohn-kanade-images" / "S007" / "001" / "S007_001_00000005.png").write_bytes(b"\x89PNG broken")
@@ -308,7 +311,7 @@ def test_folder_round_trip(tmp_path: Path) -> None:
         assert [(s.sample_id, s.label, s.subject, s.attributes) for s in a] == [
             (s.sample_id, s.label, s.subject, s.attributes) for s in b
         ]
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             assert x.image.shape == y.image.shape and np.array_equal(x.image, y.image)
     again = write_folder(back, tmp_path / "again")
     assert load_folder(again).fingerprint() == back.fingerprint()

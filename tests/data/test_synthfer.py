@@ -7,13 +7,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from edgefair.data.registry import load_dataset, parse_spec
+from edgefair.data.registry import canonical_spec, load_dataset, parse_spec
 from edgefair.data.sample import FER2013_CLASSES, DatasetError
 from edgefair.data.synthfer import SynthConfig, generate_dataset, load_or_generate
 
 
 @pytest.fixture(scope="module")
-def small() -> "object":
+def small() -> object:
     return generate_dataset(SynthConfig(n=1200, seed=3))
 
 
@@ -61,7 +61,8 @@ def test_default_proportions_are_imbalanced_and_balanced_preset_is_not():
 
 def _feature_contrast(ds, tone: str) -> float:
     """Std of pixel values inside the central face region, averaged over a group."""
-    vals = [s.image[14:40, 12:36].astype(float).std() for v in ds.splits.values() for s in v if s.attributes["skin_tone"] == tone]
+    vals = [s.image[14:40, 12:36].astype(float).std() for v in ds.splits.values() for s in v
+            if s.attributes["skin_tone"] == tone]
     return float(np.mean(vals))
 
 
@@ -120,7 +121,8 @@ def test_torn_cache_file_is_regenerated(tmp_path):
 
 def test_spec_parsing_and_errors(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGEFAIR_CACHE_DIR", str(tmp_path))
-    assert parse_spec("synthfer:balanced:n=300") == ("synthfer", "balanced", {"n": "300"})
+    spec = parse_spec("synthfer:balanced:n=300")
+    assert (spec.kind, spec.target, spec.options) == ("synthfer", "balanced", {"n": "300"})
     ds = load_dataset("synthfer:balanced:n=120:seed=4")
     assert ds.name == "synthfer-balanced" and sum(ds.counts().values()) == 120
     with pytest.raises(DatasetError, match="unknown dataset 'imagenet'"):
@@ -131,3 +133,27 @@ def test_spec_parsing_and_errors(monkeypatch, tmp_path):
         load_dataset(f"fer2013:{tmp_path}/missing.csv")
     with pytest.raises(ValueError, match="unknown synthfer preset 'fancy'"):
         load_dataset("synthfer:fancy")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("synthfer:n=abc", "dataset 'synthfer:n=abc': option n must be an integer, got 'abc'"),
+    ("synthfer:n=-5", "dataset 'synthfer:n=-5': option n must be >= 24, got -5"),
+    ("synthfer:bogus=1", "dataset 'synthfer:bogus=1': unknown option 'bogus' for synthfer "
+                         "(allowed: n, seed, size, rgb)"),
+    ("synthfer:rgb=maybe", "dataset 'synthfer:rgb=maybe': option rgb must be true or false, got 'maybe'"),
+    ("folder:/x:attributes=a.csv", "dataset 'folder:/x:attributes=a.csv': unknown option 'attributes' for folder "
+                                   "(allowed: none)"),
+])
+def test_bad_spec_options_are_refused_before_loading(spec, message):
+    with pytest.raises(DatasetError) as e:
+        canonical_spec(spec)
+    assert str(e.value) == message
+
+
+def test_canonical_spec_is_the_same_from_any_directory(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    here = canonical_spec("folder:data:")
+    monkeypatch.chdir("/")
+    assert here == f"folder:{tmp_path / 'data'}" == canonical_spec(f"folder:{tmp_path}/data")
+    assert canonical_spec("synthfer:seed=1:n=0300") == "synthfer:n=300:seed=1"

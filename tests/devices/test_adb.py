@@ -12,8 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from edgefair.devices import (CommandRequest, DeviceError, open_transport, probe_device,
-                              resolve_device, run_artifact)
+from edgefair.devices import CommandRequest, DeviceError, open_transport, probe_device, resolve_device, run_artifact
 from edgefair.devices.adb import parse_state
 
 from .conftest import FAST, HERE

@@ -13,8 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from edgefair.devices import DeviceError, open_transport, probe_device, resolve_device, run_artifact
-from edgefair.devices import emulated
+from edgefair.devices import DeviceError, emulated, open_transport, probe_device, resolve_device, run_artifact
 from edgefair.devices.emulated import EmulatedArm64Transport, setup_emulated_pi
 
 from .conftest import FAST

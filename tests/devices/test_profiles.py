@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from edgefair.devices import (DeviceError, DeviceProfile, ProfileError, list_profiles,
-                              load_profile_file, open_transport, resolve_device)
+from edgefair.devices import (
+    DeviceError,
+    DeviceProfile,
+    ProfileError,
+    list_profiles,
+    load_profile_file,
+    open_transport,
+    resolve_device,
+)
 from edgefair.devices.adb import AdbTransport
 from edgefair.devices.local import LocalTransport
 from edgefair.devices.ssh import SSHTransport

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefair.devices import (CommandRequest, DeviceError, open_transport, probe_device,
-                              resolve_device, run_artifact)
+from edgefair.devices import CommandRequest, DeviceError, open_transport, probe_device, resolve_device, run_artifact
 from edgefair.devices.ssh import SSHTransport
 
 from .conftest import FAST, free_port

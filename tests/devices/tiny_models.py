@@ -13,14 +13,13 @@ The manifests follow docs/contracts.md. Nothing is downloaded: weights are seede
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make ``tests`` importable
 
 CLASS_NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 PREP = {"size": 48, "channels": 1, "mean": 0.5, "std": 0.25}
@@ -50,31 +49,12 @@ def _weights():
 
 def write_manifest(folder: Path, *, name: str, target: str, fmt: str, precision: str,
                    model_file: str, input_spec: dict, output_spec: dict) -> dict:
-    data = (folder / model_file).read_bytes()
-    m = {
-        "schema_version": 1,
-        "name": name,
-        "target": target,
-        "format": fmt,
-        "precision": precision,
-        "model_file": model_file,
-        "sparsity": {"requested": 0.0, "measured": 0.0, "method": "none"},
-        "input": input_spec,
-        "output": output_spec,
-        "class_names": CLASS_NAMES,
-        "preprocessing": dict(PREP),
-        "source": {"run": "tests/devices", "checkpoint_sha256": "0" * 64, "arch": "tiny"},
-        "file": {"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data),
-                 "gzip_bytes": len(gzip.compress(data))},
-        "params": {"total": 0, "nonzero": 0},
-        "parity": None,
-        "tools": {},
-        "qat": False,
-        "notes": ["tiny test model built by tests/devices/tiny_models.py"],
-    }
-    m["artifact_id"] = hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
-    (folder / "manifest.json").write_text(json.dumps(m, indent=2))
-    return m
+    from tests.manifests import write_model_manifest
+
+    assert target == f"{fmt}-{precision}"
+    return write_model_manifest(folder, name=name, target=target, model_file=model_file, input_spec=input_spec,
+                                output_spec=output_spec, class_names=CLASS_NAMES, prep=PREP,
+                                notes=["tiny test model built by tests/devices/tiny_models.py"])
 
 
 def build_onnx(folder: Path) -> None:

@@ -1,4 +1,5 @@
-"""Session fixtures of tests/export: one tiny trained run and ONE export of the full 9-target matrix at sparsity 0 and 0.5."""
+"""Session fixtures of tests/export: one tiny trained run and ONE export of the full 9-target matrix
+at sparsity 0 and 0.5."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def export_run(tmp_path_factory) -> Path:
     import torch
 
     from edgefair.data.preprocess import Preprocessing, labels_of, samples_to_nchw
-    from edgefair.data.registry import load_dataset
+    from edgefair.data.registry import dataset_ref, load_dataset
     from edgefair.models.architectures import build_model
     from edgefair.models.checkpoint import RunMeta, save_run
     from edgefair.models.training import TrainConfig, fit
@@ -36,7 +37,7 @@ def export_run(tmp_path_factory) -> Path:
                TrainConfig(epochs=2, lr=5e-3, seed=0))
     meta = RunMeta(arch="cnn", num_classes=len(ds.class_names), class_names=list(ds.class_names),
                    preprocessing=prep.to_dict(), arch_kwargs={"widths": WIDTHS},
-                   dataset={"spec": DATASET, "name": ds.name, "fingerprint": ds.fingerprint(), "counts": ds.counts()},
+                   dataset=dataset_ref(DATASET, ds, seed=0).to_dict(),
                    seed=0, epochs=2, metrics={"best_val_accuracy": hist["best_val_accuracy"]})
     save_run(out, model, meta)
     return out
@@ -45,7 +46,7 @@ def export_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def matrix(tmp_path_factory, export_run):
     """(report, out dir, progress calls, seconds) of the one full export of the session."""
-    from edgefair.export import export_matrix
+    from edgefair.export.matrix import export_matrix
 
     out = tmp_path_factory.mktemp("artifacts")
     calls: list[tuple[int, int, str]] = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.manifests import write_model_manifest
 
 AGENT = Path(__file__).resolve().parents[2] / "edgefair" / "runtimes" / "agent.py"
 BARE_LOOP = AGENT.with_name("bare_loop.py")
@@ -26,31 +26,9 @@ FAST = ["--warmup-runs", "3", "--warmup-seconds", "0", "--min-runs", "30",
 
 def write_manifest(folder: Path, *, target: str, fmt: str, precision: str, model_file: str,
                    input_spec: dict, output_spec: dict) -> dict:
-    data = (folder / model_file).read_bytes()
-    m = {
-        "schema_version": 1,
-        "name": f"{target}-s0",
-        "target": target,
-        "format": fmt,
-        "precision": precision,
-        "model_file": model_file,
-        "sparsity": {"requested": 0.0, "measured": 0.0, "method": "none"},
-        "input": input_spec,
-        "output": output_spec,
-        "class_names": CLASS_NAMES,
-        "preprocessing": dict(PREP),
-        "source": {"run": "tests", "checkpoint_sha256": "0" * 64, "arch": "tiny"},
-        "file": {"sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data),
-                 "gzip_bytes": len(gzip.compress(data))},
-        "params": {"total": 0, "nonzero": 0},
-        "parity": None,
-        "tools": {},
-        "qat": False,
-        "notes": [],
-    }
-    m["artifact_id"] = hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
-    (folder / "manifest.json").write_text(json.dumps(m, indent=2))
-    return m
+    assert target == f"{fmt}-{precision}"
+    return write_model_manifest(folder, name=f"{target}-s0", target=target, model_file=model_file,
+                                input_spec=input_spec, output_spec=output_spec, class_names=CLASS_NAMES, prep=PREP)
 
 
 def preprocess_ref(images: np.ndarray, *, nchw: bool) -> np.ndarray:

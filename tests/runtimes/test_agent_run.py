@@ -11,18 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefair.runtimes.protocol import check_result
+from edgefair.contracts.result import RESULT_KEYS, RSS_KEYS, TIMING_KEYS, AgentResult
+from edgefair.contracts.result import result_problems as check_result
 
 from .conftest import AGENT, BARE_LOOP, FAST, preprocess_ref, run_agent
 
 TORCH_PLUGIN = Path(__file__).resolve().parents[2] / "edgefair" / "models" / "torch_runner.py"
 
-CONTRACT_KEYS = {"agent_version", "ok", "error", "artifact", "runtime", "threads", "profile",
-                 "timing", "rss", "env", "valid", "invalid_reasons"}
-TIMING_KEYS = {"load_s", "first_inference_s", "warmup_n", "warmup_s", "n", "duration_s",
-               "samples_s", "p50_s", "p90_s", "p99_s", "mean_s", "std_s", "p50_ci_s",
-               "percentile_method"}
-RSS_KEYS = {"method", "baseline_kb", "after_load_kb", "after_first_kb", "steady_kb"}
 
 
 def _direct_onnx(path, x_nchw, fp16=False):
@@ -69,10 +64,11 @@ def _run(models, name, tmp_path, mode="both", extra=()):
 
 
 def _check_bench(res):
-    assert CONTRACT_KEYS <= set(res)
-    assert TIMING_KEYS <= set(res["timing"])
-    assert RSS_KEYS <= set(res["rss"])
+    assert set(RESULT_KEYS) <= set(res)
+    assert set(TIMING_KEYS) <= set(res["timing"])
+    assert set(RSS_KEYS) <= set(res["rss"])
     assert check_result(res) == []
+    assert AgentResult.from_dict(res).timing.n == res["timing"]["n"]
     t = res["timing"]
     assert t["n"] >= 30 and len(t["samples_s"]) == t["n"]
     assert t["warmup_n"] >= 3

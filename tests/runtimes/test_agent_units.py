@@ -12,8 +12,11 @@ import time
 import numpy as np
 import pytest
 
+from edgefair.contracts import jsonio
+from edgefair.contracts.measurement import PROFILES
+from edgefair.devices.runner import _override_flags
 from edgefair.runtimes import agent
-from edgefair.runtimes.protocol import agent_command, agent_path, bare_loop_path
+from edgefair.runtimes.protocol import agent_path, bare_loop_path
 
 ALLOWED_TOP = {"numpy", "ai_edge_litert", "tflite_runtime", "tensorflow", "onnxruntime"}
 
@@ -44,7 +47,7 @@ def test_device_files_import_only_stdlib_numpy_and_one_runtime(path):
     stdlib = set(sys.stdlib_module_names)
     top_level = [m for m, func, _ in _imports(tree) if func is None]
     assert set(top_level) <= stdlib | {"numpy"}, top_level
-    for mod, func, node in _imports(tree):
+    for mod, func, _node in _imports(tree):
         if mod in stdlib or mod in ALLOWED_TOP:
             continue
         if mod == "psutil" and path.name == "agent.py":
@@ -137,6 +140,27 @@ def test_timed_loop_needs_both_count_and_duration():
     assert all(isinstance(v, int) and v >= 0 for v in agent.timed_loop(lambda: None, 3, 0, 1)[0])
 
 
+def test_agent_profiles_are_the_contract_table():
+    """The agent keeps a standard-library copy of the profile table: it must equal the contract's."""
+    assert agent.PROFILES == {name: p.protocol() for name, p in PROFILES.items()}
+
+
+@pytest.mark.parametrize("text", ["one line", "two\nlines\tand  spaces", "x" * 400, "", "  ünïcode  \r\n"])
+def test_agent_one_line_matches_the_contract(text):
+    assert agent.one_line(text) == jsonio.one_line(text)
+    exc = ValueError(text)
+    assert agent._error_text(exc) == jsonio.error_text(exc)
+
+
+def test_agent_json_sanitiser_matches_the_contract(tmp_path):
+    doc = {"a": float("nan"), "b": [1.5, float("inf"), np.float32(2.5), np.int64(3)], "c": np.arange(3),
+           "d": {"e": -float("inf"), "f": None, "g": (1, 2)}, "h": True}
+    agent.write_json_atomic(tmp_path / "agent.json", doc)
+    jsonio.atomic_write_json(tmp_path / "host.json", doc)
+    assert json.loads((tmp_path / "agent.json").read_text()) == json.loads((tmp_path / "host.json").read_text())
+    assert json.loads((tmp_path / "host.json").read_text())["d"]["e"] is None
+
+
 def test_profiles_and_overrides():
     p = agent.PROFILES
     assert p["quick"] == {"warmup_runs": 10, "warmup_seconds": 0.2, "min_runs": 100,
@@ -150,10 +174,10 @@ def test_profiles_and_overrides():
          "--min-runs", "7", "--max-seconds", "2"])
     proto = agent.resolve_protocol(args)
     assert proto["min_runs"] == 7 and proto["max_seconds"] == 2.0 and proto["min_seconds"] == 10.0
-    argv = agent_command("python3", "agent.py", artifact="a", batch="b", out="o",
-                         overrides={"min_runs": 7})
-    assert argv[:3] == ["python3", "agent.py", "run"] and "--min-runs" in argv
-    assert agent.build_parser().parse_args(argv[2:]).min_runs == 7
+    flags = _override_flags({"min_runs": 7, "max_seconds": 2.5})  # what the host sends
+    argv = ["run", "--artifact", "a", "--batch", "b", "--out", "o", *flags]
+    parsed = agent.build_parser().parse_args(argv)
+    assert parsed.min_runs == 7 and parsed.max_seconds == 2.5
 
 
 def test_throttle_bits_make_run_invalid(monkeypatch):
@@ -216,5 +240,5 @@ def test_write_json_atomic_sanitises_nan(tmp_path):
 
 def test_one_line_errors():
     assert agent.one_line("a\n  b\tc") == "a b c"
-    assert len(agent.one_line("x" * 2000)) == 500
+    assert len(agent.one_line("x" * 2000)) == 300
     assert agent._error_text(ValueError("bad\nthing")) == "ValueError: bad thing"

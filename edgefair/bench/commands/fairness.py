@@ -1,0 +1,57 @@
+"""``bench fairness``: audit every artefact for subgroup accuracy gaps against the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgefair.bench.console import emit_json, err, progress_bar
+from edgefair.bench.options import DEFAULT_DB, command_errors, json_option
+
+
+@click.command("fairness")
+@click.option("--artifacts", type=click.Path(path_type=Path), default=Path("artifacts"), show_default=True)
+@click.option("--dataset", default=None, help="Labelled test data (default: the dataset named in the manifests).")
+@click.option("--device", default="local", show_default=True,
+              help="Use predictions from bench run --eval on this device.")
+@click.option("--attributes", default=None, help="Comma-separated, e.g. gender,skin_tone,age (default: all).")
+@click.option("--intersections", is_flag=True, help="Also audit every pair of attributes (e.g. skin_tone×gender).")
+@click.option("--reference", default=None, help="Reference artefact (default: torch-fp32-s0, else onnx-fp32-s0).")
+@click.option("--min-n", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Smaller groups are 'insufficient evidence'.")
+@click.option("--gap-points", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Gap growth (points) that counts as widened.")
+@click.option("--min-accuracy-ratio", type=click.FloatRange(0, 1, min_open=True), default=0.99, show_default=True)
+@click.option("--db", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True)
+@click.option("--plots", type=click.Path(path_type=Path), default=Path("results/plots"), show_default=True)
+@click.option("--fail-on-verdict", is_flag=True, help="Exit 1 when any artefact's verdict is not pass (for CI).")
+@json_option
+@command_errors
+def fairness_cmd(artifacts: Path, dataset: str | None, device: str, attributes: str | None, intersections: bool,
+                 reference: str | None, min_n: int, gap_points: float, min_accuracy_ratio: float, db: Path,
+                 plots: Path, fail_on_verdict: bool, as_json: bool) -> None:
+    """Audit every artefact for subgroup accuracy gaps against the uncompressed reference."""
+    from edgefair.bench.audit_run import AuditRequest, audit_artifacts
+    from edgefair.bench.tables import print_audit_table
+    from edgefair.fairness import VerdictThresholds, format_table
+
+    req = AuditRequest(artifacts=artifacts, db=db, device=device, dataset=dataset,
+                       attributes=[a.strip() for a in attributes.split(",") if a.strip()] if attributes else None,
+                       intersections=intersections, reference=reference, min_n=min_n,
+                       thresholds=VerdictThresholds(min_relative_accuracy=min_accuracy_ratio,
+                                                    gap_widening_points=gap_points), plots_dir=plots)
+    with progress_bar("auditing", None) as update:
+        summaries, full = audit_artifacts(req, on_event=lambda k, n, i: update(0, description=f"{k}: {n}"[:60]))
+    if as_json:
+        emit_json({"reference": full["reference"], "dataset": full["dataset"], "device": device,
+                   "attributes": full["attributes"], "summaries": [s.to_dict() for s in summaries],
+                   "audits": {k: v.to_dict() for k, v in full["results"].items()}, "plots": str(plots)})
+    else:
+        for name, res in full["results"].items():
+            err.print(f"\n{name}" + (" (reference)" if name == full["reference"] else ""), markup=False)
+            err.print(format_table(res), markup=False, highlight=False)
+        print_audit_table(summaries, reference=full["reference"])
+        err.print(f"plots in {plots}/group-accuracy-*.png; audits stored in {db}", markup=False)
+    if fail_on_verdict and any(s.verdict != "pass" for s in summaries if not s.is_reference):
+        raise SystemExit(1)

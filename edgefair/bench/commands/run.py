@@ -1,0 +1,78 @@
+"""``bench run``: measure every artefact of a folder on one device."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgefair.bench.console import emit_json, err, progress_bar
+from edgefair.bench.options import DEFAULT_DB, command_errors, json_option
+from edgefair.contracts.measurement import PROFILE_NAMES
+
+
+def overrides(min_runs: int | None, min_seconds: float | None, max_seconds: float | None) -> dict[str, Any]:
+    """The protocol values given on the command line."""
+    given = {"min_runs": min_runs, "min_seconds": min_seconds, "max_seconds": max_seconds}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+@click.command("run")
+@click.option("--device", default="local", show_default=True,
+              help="local | pi4 | pi5 | android | pi4-emu | ssh://user@host:port | adb:SERIAL")
+@click.option("--artifacts", type=click.Path(path_type=Path), default=Path("artifacts"), show_default=True)
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default="quick", show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--eval", "do_eval", is_flag=True, help="Also run the labelled test split and report accuracy.")
+@click.option("--dataset", default=None, help="Test data (default: the dataset named in the artefacts' manifests).")
+@click.option("--eval-limit", type=click.IntRange(min=1), default=None,
+              help="With --eval: only the first N test samples (slow emulated devices).")
+@click.option("--db", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True)
+@click.option("--only", multiple=True, help="Only these artefact names (repeatable).")
+@click.option("--force", is_flag=True, help="Measure again even when the database has this result.")
+@click.option("--min-runs", type=click.IntRange(min=1), default=None, help="Override the profile's minimum runs.")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=None,
+              help="Override the profile's minimum measurement time.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Override the profile's cap per phase.")
+@json_option
+@command_errors
+def run_cmd(device: str, artifacts: Path, profile: str, threads: int, do_eval: bool, dataset: str | None,
+            eval_limit: int | None, db: Path, only: tuple[str, ...], force: bool, min_runs: int | None,
+            min_seconds: float | None, max_seconds: float | None, as_json: bool) -> None:
+    """Measure size, latency and peak RSS of every artefact on a device."""
+    from edgefair.bench.measure import discover_artifacts, measure_artifacts, select
+    from edgefair.bench.tables import print_run_table
+    from edgefair.contracts.measurement import RunSettings
+
+    settings = RunSettings(profile=profile, threads=threads, mode="both" if do_eval else "bench",
+                           overrides=overrides(min_runs, min_seconds, max_seconds), eval_limit=eval_limit)
+    total = len(select(discover_artifacts(artifacts), list(only) or None))
+    done = 0
+    with progress_bar(f"{device}", total) as update:
+        def on_event(kind: str, name: str, info: dict) -> None:
+            nonlocal done
+            if kind == "start":
+                update(done, description=f"{device}: {name}")
+                return
+            done += 1
+            update(done)
+            if kind == "failed":
+                err.print(f"  {name}: failed: {info.get('error')}", markup=False)
+            elif kind == "done":
+                p50 = info.get("p50_ms")
+                err.print(f"  {name}: p50 {p50:.3f} ms" if p50 is not None else f"  {name}: measured", markup=False)
+
+        rows = measure_artifacts(artifacts=artifacts, device=device, db=db, settings=settings, dataset=dataset,
+                                 force=force, only=list(only) or None, on_event=on_event)
+    failed = [r for r in rows if r.status == "failed"]
+    if as_json:
+        emit_json({"ok": not failed, "device": device, "db": str(db), "settings": settings.key_dict(),
+                   "artifacts": [asdict(r) for r in rows], "failed": len(failed)})
+    else:
+        print_run_table(rows, device=device, with_accuracy=do_eval)
+        err.print(f"results in {db} (raw latency samples in {db.parent / 'samples'})", markup=False)
+    if failed:
+        raise SystemExit(1)
