@@ -35,7 +35,7 @@ class SweepConfig:
     qat: bool = False
     devices: list[str] = field(default_factory=lambda: ["local"])
     profile: str = "quick"
-    threads: int = 1
+    threads: int | None = None  # None: each device profile's thread count
     min_runs: int | None = None
     min_seconds: float | None = None
     attributes: list[str] = field(default_factory=list)  # empty: every attribute of the dataset
@@ -91,6 +91,8 @@ def _check_numbers(cfg: SweepConfig, src: str) -> None:
     for key, low in (("epochs", 1), ("calib", 1), ("min_n", 1), ("threads", 0), ("finetune_epochs", 0),
                      ("seed", None)):
         v = getattr(cfg, key)
+        if key == "threads" and v is None:
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
             raise ConfigError(f"{src}: {key}: must be an integer >= {low}, got {v!r}" if low is not None else
                               f"{src}: {key}: must be an integer, got {v!r}")

@@ -19,7 +19,7 @@ Bounds (``GateBounds``): p90 latency and size may grow by at most a fraction, RS
 when a bound is set, accuracy may fall to at least a ratio of the baseline, and the
 largest subgroup gap may grow by at most some accuracy points. Latency is not gated
 on an emulated device (it means nothing there), and a current run flagged invalid
-(throttled) fails the latency check (its numbers are not to be trusted) unless the
+(stop rule not met, throttling, contention) fails the latency check (its numbers are not to be trusted) unless the
 baseline's was invalid too.
 """
 
@@ -28,13 +28,14 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import sqlite3
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edgefair.contracts.errors import EdgefairError
+from edgefair.contracts.jsonio import atomic_write_text
 
 GATE_SCHEMA = "edgefair.gate/1"
 DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -42,7 +43,7 @@ ROW_KEYS = ("artifact", "device", "size_bytes", "p90_s", "peak_rss_kb", "accurac
             "status", "valid", "emulated")
 
 
-class GateError(ValueError):
+class GateError(EdgefairError, ValueError):
     """A side cannot be read (missing file, unknown format, bad rows); names the file."""
 
 
@@ -161,7 +162,7 @@ def _db_rows(path: Path) -> list[dict[str, Any]]:
     from edgefair.bench.store import Store, StoreError
 
     try:
-        with Store(path) as store:
+        with Store(path, readonly=True) as store:
             summary = store.summary_rows()
     except (StoreError, sqlite3.DatabaseError) as e:
         raise GateError(f"{path}: not a readable results database ({e})") from None
@@ -234,18 +235,7 @@ def export_gate_json(db: Path, path: Path) -> Path:
     head = json.dumps(doc, indent=1, allow_nan=False)[:-2]
     text = f'{head},\n "rows": [\n  {rows_text}\n ]\n}}\n'
     json.loads(text)  # still one valid JSON document
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 # ------------------------------------------------------------------ comparing
@@ -273,10 +263,10 @@ def _compare_pair(a: str, d: str, base: dict[str, Any], cur: dict[str, Any], bou
                            "emulated device: latency not gated"))
     elif not cur["valid"] and not base["valid"]:
         out.append(GateRow(a, d, "p90_s", base["p90_s"], cur["p90_s"], None, bounds.max_p90_regression, True,
-                           "invalid (throttled) on both sides: latency not gated"))
+                           "invalid on both sides: latency not gated"))
     elif not cur["valid"]:
         out.append(GateRow(a, d, "p90_s", base["p90_s"], cur["p90_s"], None, bounds.max_p90_regression, False,
-                           "current run invalid (throttled): latency not trusted, measure again"))
+                           "current run invalid: latency not trusted, measure again"))
     else:
         out.append(_relative("p90_s", a, d, base["p90_s"], cur["p90_s"], bounds.max_p90_regression, "p90 latency"))
     out.append(_relative("size_bytes", a, d, base["size_bytes"], cur["size_bytes"], bounds.max_size_regression,
@@ -333,7 +323,10 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]],
 
 def run_gate(baseline: Path, current: Path, bounds: GateBounds | None = None) -> GateResult:
     """Load both sides (see ``load_side``) and compare them."""
-    result = compare(load_side(Path(baseline)), load_side(Path(current)), bounds)
+    base_rows = load_side(Path(baseline))
+    if not base_rows:
+        raise GateError(f"{baseline}: the baseline holds no rows to compare against (an empty or new database?)")
+    result = compare(base_rows, load_side(Path(current)), bounds)
     result.baseline_source, result.current_source = str(baseline), str(current)
     return result
 

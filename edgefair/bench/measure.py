@@ -8,6 +8,7 @@ command runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from edgefair.contracts.measurement import RunSettings, settings_key
 from edgefair.contracts.result import AgentResult
 
 Event = Callable[[str, str, dict], None]
+COOL_DOWN_S = 2.0  # pause before measuring an invalid run again
 
 
 @dataclass(frozen=True)
@@ -154,12 +156,14 @@ def measure_artifacts(
     force: bool = False,
     only: list[str] | None = None,
     on_event: Event | None = None,
+    retries: int = 1,
 ) -> list[ArtifactRow]:
     """Run every artefact on ``device``; store each result in ``db`` as soon as it exists.
 
     Results already in the database for the same artefact × device × settings are not
     measured again unless ``force``. A failure of one artefact (device error, agent
-    error) is stored as failed and the loop goes on.
+    error) is stored as failed and the loop goes on. A run flagged invalid is measured again
+    after a cool-down up to ``retries`` times (not for an unmet stop rule: it would recur).
     """
     from edgefair.devices import resolve_device
 
@@ -169,7 +173,7 @@ def measure_artifacts(
     profile = resolve_device(device)
     samples_dir = Path(db).parent / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
-    loop = _MeasureLoop(profile, settings, _Batches(ref, settings, samples_dir), samples_dir, event)
+    loop = _MeasureLoop(profile, settings, _Batches(ref, settings, samples_dir), samples_dir, event, retries)
     with Store(Path(db)) as store:
         try:
             return [loop.one(store, art, force) for art in found]
@@ -181,9 +185,9 @@ class _MeasureLoop:
     """Measures artefacts one by one on one device, reusing one open transport."""
 
     def __init__(self, profile: Any, settings: RunSettings, batches: _Batches, samples_dir: Path,
-                 event: Event) -> None:
+                 event: Event, retries: int = 1) -> None:
         self.profile, self.settings, self.batches = profile, settings, batches
-        self.samples_dir, self.event = samples_dir, event
+        self.samples_dir, self.event, self.retries = samples_dir, event, retries
         self.key = settings.key_dict()
         self.transport: Any = None
 
@@ -207,6 +211,22 @@ class _MeasureLoop:
         return row
 
     def _run(self, art: Artifact, batch: Path) -> AgentResult:
+        """Measure; a run invalid for a reason a pause can cure (contention, heat) is measured again
+        after a cool-down, up to ``retries`` times, and the earlier attempts are kept in the result."""
+        attempts: list[dict[str, Any]] = []
+        result = self._attempt(art, batch)
+        while (result.ok and not result.valid and len(attempts) < self.retries
+               and not all(r.startswith("stop rule") for r in result.doc.get("invalid_reasons") or [])):
+            attempts.append({"invalid_reasons": result.doc.get("invalid_reasons"),
+                             "p50_s": result.timing.p50_s})
+            self.event("retry", art.name, {"invalid_reasons": result.doc.get("invalid_reasons")})
+            time.sleep(COOL_DOWN_S)
+            result = self._attempt(art, batch)
+        if attempts:
+            result.doc["earlier_attempts"] = attempts
+        return result
+
+    def _attempt(self, art: Artifact, batch: Path) -> AgentResult:
         from edgefair.devices import DeviceError, open_transport, run_artifact
 
         try:
@@ -214,7 +234,7 @@ class _MeasureLoop:
                 self.transport = open_transport(self.profile, setup=True)
             doc = run_artifact(self.transport, art.folder, batch, mode=self.settings.mode,
                                threads=self.settings.threads, profile_name=self.settings.profile,
-                               overrides=self.settings.overrides or None)
+                               overrides=self.settings.overrides or None, profile_ops=self.settings.profile_ops)
             return AgentResult.from_dict(doc)
         except DeviceError as e:
             return AgentResult.failure(str(e), getattr(e, "result", None))

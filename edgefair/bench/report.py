@@ -11,7 +11,7 @@ fairness ``AuditResult.to_dict()``). It holds:
   sparsity, p50/p90 latency, peak RSS, accuracy, the largest subgroup gap with its 95%
   interval and attribute, the verdict (colour-coded); failed runs with their one-line
   error, emulated devices labelled "emulated: latency not comparable", invalid
-  (throttled) runs flagged;
+  runs flagged with their reason (stop rule not met, throttling, contention);
 - per device, Pareto plots of p50 latency vs accuracy and gzip size vs accuracy,
   coloured by the largest gap, Pareto-optimal artefacts ringed and labelled;
 - per device, a recommendation by the rule in ``RULE``;
@@ -36,14 +36,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefair.bench import units
+from edgefair.bench import report_timing, units
 from edgefair.bench.store import Store, StoreError
 from edgefair.contracts.errors import EdgefairError
 from edgefair.contracts.jsonio import atomic_write_bytes, one_line
 
 TIE_TOLERANCE = 0.02
 RULE = (
-    "Among the artefacts with verdict `pass` and a valid (not throttled) run on the device, take the "
+    "Among the artefacts with verdict `pass` and a valid run on the device (stop rule met, no throttling or "
+    "contention), take the "
     "Pareto-optimal ones (no other passing artefact is at least as fast, as small (gzip) and as accurate, "
     "and better in one of them) and recommend the one with the lowest p50 latency; p50 values within "
     f"{TIE_TOLERANCE:.0%} of the lowest count as a tie, broken by the smaller gzip size. On an emulated "
@@ -150,11 +151,22 @@ class ReportRow:
     env: dict[str, Any]
     percentile_method: str | None
     created_at: float = 0.0
+    threads: int | None = None
+    rss_method: str | None = None
+    model_rss_kb: int | None = None
+    runtime_evidence: dict[str, Any] = field(default_factory=dict)
+    op_profile: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def invalid_kind(self) -> str:
+        """The first invalid reason's rule, e.g. 'contention' or 'stop rule not met'."""
+        return self.invalid_reasons[0].split(":")[0][:48] if self.invalid_reasons else "flagged invalid"
 
     @property
     def verdict_label(self) -> str:
@@ -191,7 +203,7 @@ def load_rows(db_path: Path) -> list[ReportRow]:
     if not db_path.is_file():
         raise ReportError(f"{db_path}: no results database there (run `bench sweep` or `bench run` first)")
     try:
-        with Store(db_path) as store:
+        with Store(db_path, readonly=True) as store:
             artifacts = {a["artifact_id"]: a for a in store.artifacts()}
             runs = store.runs()
             audits = store.audits()
@@ -244,7 +256,12 @@ def _run_fields(run: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             "emulated": bool(run.get("emulated")) or bool(env.get("emulated")),
             "invalid_reasons": [str(x) for x in result.get("invalid_reasons") or []], "env": env,
             "percentile_method": (result.get("timing") or {}).get("percentile_method"),
-            "created_at": run.get("created_at") or 0.0}
+            "created_at": run.get("created_at") or 0.0,
+            "threads": run.get("threads") if run.get("threads") is not None else result.get("threads"),
+            "rss_method": run.get("rss_method") or (result.get("rss") or {}).get("method"),
+            "model_rss_kb": run.get("model_rss_kb"),
+            "runtime_evidence": (result.get("runtime") or {}).get("evidence") or {},
+            "op_profile": result.get("op_profile"), "warnings": [str(w) for w in result.get("warnings") or []]}
 
 
 def _audit_fields(run: dict[str, Any], au: dict[str, Any] | None) -> dict[str, Any]:
@@ -424,8 +441,27 @@ def _runtime(e: dict[str, Any]) -> str | None:
     return str(rt) if rt else None
 
 
+def _cpu_id(e: dict[str, Any]) -> str | None:
+    c = e.get("cpu") or {}
+    parts = [f"{k} {c[k]}" for k in ("vendor", "family", "model", "stepping", "variant") if c.get(k)]
+    return ", ".join(parts) or None
+
+
+def _isa(e: dict[str, Any]) -> str | None:
+    isa = (e.get("cpu") or {}).get("isa")
+    return " ".join(isa) if isa else None
+
+
+def _cores(e: dict[str, Any]) -> str | None:
+    types = (e.get("cpu") or {}).get("core_types")
+    return None if not types else ", ".join(f"{k}: {v}" for k, v in types.items())
+
+
 ENV_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("CPU", lambda e: e.get("cpu_model")),
+    ("CPU identity", _cpu_id),
+    ("ISA (kernel selection)", _isa),
+    ("core types", _cores),
     ("board", lambda e: e.get("board_model")),
     ("cores", lambda e: None if e.get("cores") is None else
         f"{e['cores']}" + (f" (affinity {len(e['affinity'])})" if e.get("affinity") else "")),
@@ -473,6 +509,22 @@ def _temperatures(envs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return out
 
 
+def _runtime_evidence(rows: list[ReportRow]) -> list[tuple[str, str]]:
+    """Which kernels ran: the XNNPACK delegate's share of TFLite nodes, onnxruntime's providers."""
+    out = []
+    tfl = [r for r in rows if "xnnpack_applied" in r.runtime_evidence]
+    if tfl:
+        took = [r for r in tfl if r.runtime_evidence.get("xnnpack_applied")]
+        partial = [f"{r.name} ({r.runtime_evidence.get('delegated_nodes')}/{r.runtime_evidence.get('nodes')})"
+                   for r in took if r.runtime_evidence.get("delegated_nodes") != r.runtime_evidence.get("nodes")]
+        text = f"XNNPACK delegate applied in {len(took)} of {len(tfl)} TFLite runs"
+        out.append(("TFLite kernels", text + ("; partly: " + ", ".join(partial) if partial else "; all nodes")))
+    providers = sorted({p for r in rows for p in r.runtime_evidence.get("providers") or []})
+    if providers:
+        out.append(("onnxruntime providers", ", ".join(providers)))
+    return out
+
+
 def environment(rows: list[ReportRow]) -> list[tuple[str, str]]:
     """(field, value) pairs of one device's runs; distinct values across runs are joined."""
     envs = [r.env for r in rows if r.env]
@@ -484,6 +536,7 @@ def environment(rows: list[ReportRow]) -> list[tuple[str, str]]:
         if value is not None:
             out.append((label, value))
     out += _temperatures(envs)
+    out += _runtime_evidence(rows)
     methods = sorted({r.percentile_method for r in rows if r.percentile_method})
     if methods:
         out.append(("percentile method", ", ".join(methods)))
@@ -516,7 +569,7 @@ def _pareto_plots(devices: dict[str, list[ReportRow]], slugs: dict[str, str],
         png = pareto_figure(device, pts, emulated=emulated, gap_max=gap_max)
         cap = (f"{device}: p50 latency and gzip size against accuracy, {len(pts)} artefacts; colour: largest "
                "subgroup gap; ring: Pareto-optimal; circle: verdict pass; triangle: other verdict; "
-               "x: invalid (throttled) run.")
+               "x: invalid run (stop rule, throttling or contention).")
         if emulated:
             cap += " Emulated device: latency not comparable."
         plots.append(Plot(f"pareto-{slugs[device]}", f"Pareto fronts: {device}", png, cap))
@@ -668,6 +721,14 @@ class _Context:
     generated: str
 
     @property
+    def op_tables(self) -> list[report_timing.OpTable]:
+        return report_timing.op_tables(self.rows, {d: r.artifact for d, r in self.recs.items()})
+
+    @property
+    def scaling(self) -> dict[tuple[str, str], dict[int, float]]:
+        return report_timing.thread_scaling(self.rows)
+
+    @property
     def many_settings(self) -> bool:
         return len({json.dumps(r.settings, sort_keys=True) for r in self.rows}) > 1
 
@@ -677,7 +738,7 @@ class _Context:
         failed = sum(not r.ok for r in self.rows)
         invalid = sum(r.ok and not r.valid for r in self.rows)
         return (f"{n_art} artefacts × {len(self.devices)} devices: {len(self.rows)} runs, {failed} failed, "
-                f"{invalid} invalid (throttled)")
+                f"{invalid} invalid (stop rule, throttling or contention)")
 
 
 COLUMNS = ["artefact", "device", "size", "gzip", "sparsity", "p50 ms", "p90 ms", "peak RSS MiB", "accuracy",
@@ -733,6 +794,7 @@ def _markdown(ctx: _Context) -> str:
     out += _md_results(ctx) + [""]
     out += _md_figures("Pareto fronts", ctx.pareto, "No successful run with an accuracy.")
     out += _md_figures("Per-group accuracy", ctx.groups, "No audits stored.")
+    out += report_timing.markdown(ctx.op_tables, ctx.scaling)
     out += ["## Environment", ""]
     for device, rows in ctx.devices.items():
         out += [f"### {device}", "", "| field | value |", "|---|---|"]
@@ -817,7 +879,7 @@ def _html_row(r: ReportRow, ctx: _Context, first_of_device: bool) -> str:
         dev += '<br><span class="badge b-emu">emulated: latency not comparable</span>'
     if r.ok and not r.valid:
         dev += (f'<br><span class="badge b-invalid" title="{_e("; ".join(r.invalid_reasons))}">'
-                "invalid: throttled</span>")
+                f"invalid: {_e(r.invalid_kind)}</span>")
     dev += "</td>"
     cells = [name, dev]
     if ctx.many_settings:
@@ -891,6 +953,7 @@ value), with its 95% interval. Hover a verdict for the audit's reasons.</p>
 {"".join(_figure(p) for p in ctx.pareto) or "<p>No successful run with an accuracy.</p>"}
 <h2>Per-group accuracy</h2>
 {groups}
+{report_timing.html(ctx.op_tables, ctx.scaling, _e)}
 <h2>Environment</h2>
 <div class="envgrid">{envs}</div>
 </body></html>

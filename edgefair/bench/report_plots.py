@@ -136,7 +136,7 @@ def _legend_handles() -> list[Any]:
         Line2D([], [], marker="o", ls="", mfc="white", mec="#333333", label="verdict pass"),
         Line2D([], [], marker="^", ls="", mfc="white", mec="#333333", label="other verdict"),
         Line2D([], [], marker="o", ls="", mfc="#bbbbbb", mec="#333333", label="not audited"),
-        Line2D([], [], marker="x", ls="", c="#555555", label="invalid run (throttled)"),
+        Line2D([], [], marker="x", ls="", c="#555555", label="invalid run"),
         Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=12, label="Pareto-optimal"),
         Line2D([], [], marker="*", ls="", mfc="none", mec="#1a7f37", ms=14, label="recommended"),
     ]
@@ -146,7 +146,7 @@ def pareto_figure(device: str, points: Sequence[ParetoPoint], *, emulated: bool,
     """Two panels for one device: p50 latency vs accuracy and gzip size vs accuracy.
 
     Colour = largest subgroup gap (colorbar); circle = verdict pass, triangle = any other
-    verdict, grey = not audited; an 'x' marks an invalid (throttled) run, left out of the
+    verdict, grey = not audited; an 'x' marks an invalid run (stop rule, throttling, contention), left out of the
     latency front. Pareto-optimal artefacts (faster/smaller and more accurate than any
     other) get a black ring, a dashed front line and a label; the recommended one a star.
     """

@@ -20,7 +20,9 @@ from edgefair.contracts.manifest import Manifest
 from edgefair.contracts.measurement import settings_key
 from edgefair.contracts.result import AgentResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added since schema 1, as (table, column, type): an older database gains them on open.
+_MIGRATIONS = {2: [("runs", "rss_method", "TEXT"), ("runs", "model_rss_kb", "INTEGER"), ("runs", "threads", "INTEGER")]}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS runs (
     p50_s REAL, p90_s REAL, p99_s REAL, mean_s REAL, std_s REAL, n INTEGER,
     peak_rss_kb INTEGER, accuracy REAL, valid INTEGER, emulated INTEGER,
     samples_path TEXT, result_json TEXT NOT NULL, created_at REAL NOT NULL,
+    rss_method TEXT, model_rss_kb INTEGER, threads INTEGER,
     UNIQUE (artifact_id, device, settings_key)
 );
 CREATE TABLE IF NOT EXISTS audits (
@@ -66,22 +69,58 @@ __all__ = ["SCHEMA_VERSION", "Store", "StoreError", "settings_key"]
 class Store:
     """A results database at ``path`` (created on first use)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, readonly: bool = False):
+        """Open (or create) the database; ``readonly`` opens an existing one without writing to it."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {row[0]}, this edgefair reads {SCHEMA_VERSION}")
+            self._conn = self._connect(readonly)
+            if readonly:
+                self._check_readable()
+            else:
+                self._create_or_migrate()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: not a usable results database ({e})") from None
+
+    def _connect(self, readonly: bool) -> sqlite3.Connection:
+        if readonly:
+            if not self.path.is_file():
+                raise StoreError(f"{self.path}: no results database there")
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _version(self) -> int | None:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else int(row[0])
+
+    def _check_readable(self) -> None:
+        version = self._version()
+        if version is None:
+            raise StoreError(f"{self.path}: not an edgefair results database (no schema version)")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {version} is newer than this edgefair's "
+                             f"{SCHEMA_VERSION}: upgrade edgefair to read it")
+
+    def _create_or_migrate(self) -> None:
+        version = self._version()
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {version} is newer than this edgefair's "
+                             f"{SCHEMA_VERSION}: upgrade edgefair to read it")
+        self._conn.executescript(_SCHEMA)
+        for step in range((version or SCHEMA_VERSION) + 1, SCHEMA_VERSION + 1):
+            have = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
+            for table, column, kind in _MIGRATIONS.get(step, []):
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._conn.close()
@@ -117,17 +156,21 @@ class Store:
 
     def put_run(self, *, artifact_id: str, device: str, settings: dict[str, Any], result: AgentResult,
                 accuracy: float | None = None, samples_path: str | None = None) -> None:
-        """Store one agent result (ok or failed) for artefact × device × settings."""
-        t = result.timing
+        """Store one agent result (ok or failed) for artefact × device × settings.
+
+        ``peak_rss_kb`` is the largest of one run's phases, all read with ``rss_method``;
+        ``model_rss_kb`` is what the model adds (see the agent's ``rss.model_kb``)."""
+        t, rss = result.timing, result.rss
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO runs (artifact_id, device, settings_key, settings_json, status, error, p50_s, "
                 "p90_s, p99_s, mean_s, std_s, n, peak_rss_kb, accuracy, valid, emulated, samples_path, result_json, "
-                "created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "created_at, rss_method, model_rss_kb, threads) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (artifact_id, device, settings_key(settings), json.dumps(settings, sort_keys=True),
                  "ok" if result.ok else "failed", None if result.ok else (result.error or "unknown error"),
-                 t.p50_s, t.p90_s, t.p99_s, t.mean_s, t.std_s, t.n, result.rss.peak_kb, accuracy,
-                 int(result.valid), int(result.emulated), samples_path, dumps(result.to_dict()), time.time()),
+                 t.p50_s, t.p90_s, t.p99_s, t.mean_s, t.std_s, t.n, rss.peak_kb, accuracy,
+                 int(result.valid), int(result.emulated), samples_path, dumps(result.to_dict()), time.time(),
+                 rss.method, rss.model_kb, settings.get("threads")),
             )
 
     def put_audit(self, *, artifact_id: str, device: str, settings: dict[str, Any], reference: str,

@@ -64,14 +64,12 @@ class _Sweep:
     """The stages of one sweep; each records what it did in the outcome."""
 
     def __init__(self, cfg: SweepConfig, out: Path, event: Event) -> None:
-        from edgefair.contracts.measurement import RunSettings
         from edgefair.fairness import VerdictThresholds
 
         self.cfg, self.out, self.event = cfg, out, event
         self.db = out / "results.db"
         self.outcome = SweepOutcome(out=str(out), db=str(self.db), report=None)
-        overrides = {k: getattr(cfg, k) for k in ("min_runs", "min_seconds") if getattr(cfg, k) is not None}
-        self.settings = RunSettings(profile=cfg.profile, threads=cfg.threads, mode="both", overrides=overrides)
+        self.overrides = {k: getattr(cfg, k) for k in ("min_runs", "min_seconds") if getattr(cfg, k) is not None}
         self.thresholds = VerdictThresholds(min_relative_accuracy=cfg.min_accuracy_ratio,
                                             gap_widening_points=cfg.gap_points)
 
@@ -116,10 +114,14 @@ class _Sweep:
     def run(self, arch: str, art_dir: Path, device: str) -> None:
         """Measure on one device (stored per artefact; resumed from the database)."""
         from edgefair.bench.measure import measure_artifacts
+        from edgefair.contracts.measurement import RunSettings
+        from edgefair.devices import resolve_device
 
         self.event("stage", {"stage": "run", "arch": arch, "device": device, "status": "start"})
         t0 = time.perf_counter()
-        rows = measure_artifacts(artifacts=art_dir, device=device, db=self.db, settings=self.settings,
+        threads = self.cfg.threads if self.cfg.threads is not None else resolve_device(device).threads
+        settings = RunSettings(profile=self.cfg.profile, threads=threads, mode="both", overrides=self.overrides)
+        rows = measure_artifacts(artifacts=art_dir, device=device, db=self.db, settings=settings,
                                  on_event=lambda k, n, i: self.event(
                                      "artifact", {"stage": "run", "device": device, "kind": k, "name": n}))
         self.outcome.failed += [f"run {r.name} on {device}: {r.error}" for r in rows if r.status == "failed"]

@@ -126,7 +126,7 @@ def print_sweep_summary(outcome: Any) -> None:
                                  "epochs": meta["epochs"], "train_seconds": m["train_seconds"],
                                  "best_val_accuracy": m["best_val_accuracy"], "best_epoch": m["best_epoch"],
                                  "test": m["test"], "run": st["run"]})
-    with Store(Path(outcome.db)) as store:
+    with Store(Path(outcome.db), readonly=True) as store:
         rows = store.summary_rows()
     table = Table(title="sweep results (p50/p90 in ms)")
     for c in ("artefact", "device", "size", "gzip", "sparsity", "p50", "p90", "peak RSS", "accuracy",

@@ -72,6 +72,7 @@ class RunSettings:
     mode: str = "bench"  # bench | both (bench + eval) | eval
     overrides: dict[str, Any] = field(default_factory=dict)
     eval_limit: int | None = None  # evaluate only the first N test samples (slow emulated devices)
+    profile_ops: int = 0  # > 0: a per-operator profile of that many invokes after the measurement
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -83,6 +84,8 @@ class RunSettings:
         PROFILES[self.profile].with_overrides(self.overrides)  # refuses unknown keys
         if self.eval_limit is not None and self.eval_limit < 1:
             raise UsageError(f"eval limit must be >= 1, got {self.eval_limit}")
+        if isinstance(self.profile_ops, bool) or not isinstance(self.profile_ops, int) or self.profile_ops < 0:
+            raise UsageError(f"profile_ops must be an integer >= 0, got {self.profile_ops!r}")
 
     @property
     def measures(self) -> bool:
@@ -96,7 +99,25 @@ class RunSettings:
         return PROFILES[self.profile].with_overrides(self.overrides)
 
     def key_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["profile_ops"]:  # runs stored before per-op profiles existed keep their keys
+            del d["profile_ops"]
+        return d
 
     def key(self) -> str:
         return settings_key(self.key_dict())
+
+
+def parse_threads(text: str | int | None, default: int) -> list[int]:
+    """``"1,2,4"`` -> [1, 2, 4]; None -> [default] (the device profile's count); 0 = runtime default."""
+    if text is None:
+        return [int(default)]
+    items = str(text).split(",")
+    out: list[int] = []
+    for item in items:
+        item = item.strip()
+        if not item.isdigit():
+            raise UsageError(f"--threads: '{text}' is not a thread count or a comma list such as 1,2,4")
+        if int(item) not in out:
+            out.append(int(item))
+    return out

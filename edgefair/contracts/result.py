@@ -51,10 +51,11 @@ class Rss:
     after_load_kb: int | None = None
     after_first_kb: int | None = None
     steady_kb: int | None = None
+    model_kb: int | None = None  # steady peak minus the runtime loaded without a model
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rss:
-        return cls(**{k: d.get(k) for k in ("method", "baseline_kb", *RSS_PHASES)})
+        return cls(**{k: d.get(k) for k in ("method", "baseline_kb", *RSS_PHASES, "model_kb")})
 
     @property
     def peak_kb(self) -> int | None:
@@ -156,6 +157,8 @@ def _section_problems(result: Mapping[str, Any], name: str, keys: tuple[str, ...
 
 
 def _timing_problems(timing: Mapping[str, Any]) -> list[str]:
+    if not timing["samples_s"]:  # benchmark_model keeps no samples and reports a mean only
+        return [] if timing.get("mean_s") else ["no raw samples and no mean latency"]
     p50, p90, p99 = timing["p50_s"], timing["p90_s"], timing["p99_s"]
     if None in (p50, p90, p99) or not (0 < p50 <= p90 <= p99):
         return [f"percentiles not ordered: {p50}, {p90}, {p99}"]

@@ -343,8 +343,10 @@ def load_or_generate(cfg: SynthConfig, *, cache_dir=None, progress=None) -> FERD
     The cache holds exactly what generation returns, so a cached load is equal,
     sample for sample, to a fresh generation with the same config.
     """
-    import os
+    import io
     from pathlib import Path
+
+    from edgefair.contracts.jsonio import atomic_write_bytes
 
     if cache_dir is None:
         return generate_dataset(cfg, progress=progress)
@@ -355,10 +357,9 @@ def load_or_generate(cfg: SynthConfig, *, cache_dir=None, progress=None) -> FERD
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # a torn or stale cache file: regenerate
     ds = generate_dataset(cfg, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-    _to_npz(ds, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    _to_npz(ds, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return ds
 
 

@@ -46,15 +46,17 @@ for d in /sys/devices/system/cpu/cpu[0-9]*; do
   [ -r "$d/cpufreq/scaling_governor" ] && echo "governor.$n=$(cat "$d/cpufreq/scaling_governor" 2>/dev/null)"
   [ -r "$d/cpufreq/scaling_cur_freq" ] && echo "freq_khz.$n=$(cat "$d/cpufreq/scaling_cur_freq" 2>/dev/null)"
   [ -r "$d/cpufreq/cpuinfo_max_freq" ] && echo "max_freq_khz.$n=$(cat "$d/cpufreq/cpuinfo_max_freq" 2>/dev/null)"
+  [ -r "$d/cpufreq/scaling_max_freq" ] && echo "scaling_max_khz.$n=$(cat "$d/cpufreq/scaling_max_freq" 2>/dev/null)"
 done
 echo "battery_temperature=$(dumpsys battery 2>/dev/null | grep -i 'temperature' | head -n 1 | tr -dc '0-9-')"
+echo "thermal_status=$(dumpsys thermalservice 2>/dev/null | grep -i 'thermal status' | head -n 1 | tr -dc '0-9')"
 echo "nproc=$(nproc 2>/dev/null)"
 """
 
 
 def parse_state(text: str) -> dict:
     """key=value lines from :data:`STATE_SCRIPT` into a dict (per-CPU keys grouped)."""
-    out: dict = {"governor": {}, "freq_khz": {}, "max_freq_khz": {}}
+    out: dict = {"governor": {}, "freq_khz": {}, "max_freq_khz": {}, "scaling_max_khz": {}}
     for line in text.splitlines():
         if "=" not in line:
             continue
@@ -68,8 +70,8 @@ def parse_state(text: str) -> dict:
         if k == "battery_temperature":
             # dumpsys reports tenths of a degree Celsius.
             out["battery_temperature_c"] = (int(v) / 10.0) if re.fullmatch(r"-?\d+", v) else None
-        elif k == "nproc":
-            out["nproc"] = int(v) if v.isdigit() else None
+        elif k in ("nproc", "thermal_status"):
+            out[k] = int(v) if v.isdigit() else None
         else:
             out[k] = v or None
     return out

@@ -12,14 +12,37 @@ import re
 
 
 # Flag names of benchmark_model (tensorflow/lite/tools/benchmark).
-def benchmark_argv(binary: str, graph: str, *, threads: int, protocol: dict) -> list[str]:
+def benchmark_argv(binary: str, graph: str, *, threads: int, protocol: dict,
+                   op_profiling: bool = False) -> list[str]:
     """argv for one benchmark_model run following the agent's protocol preset."""
-    return [binary, f"--graph={graph}", f"--num_threads={int(threads)}",
+    argv = [binary, f"--graph={graph}", f"--num_threads={int(threads)}",
             f"--warmup_runs={int(protocol['warmup_runs'])}",
             f"--warmup_min_secs={float(protocol['warmup_seconds']):g}",
             f"--num_runs={int(protocol['min_runs'])}",
             f"--min_secs={float(protocol['min_seconds']):g}",
             f"--max_secs={float(protocol['max_seconds']):g}"]
+    return argv + (["--enable_op_profiling=true"] if op_profiling else [])
+
+
+# One row of benchmark_model's "Operator-wise Profiling Info" Run Order table.
+_OP_ROW = re.compile(r"^\s*(\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)\s+(\d+)\s+\[(.*)\]\s*$")
+
+
+def parse_op_profile(text: str) -> list[dict]:
+    """Rows of the Run Order table of the regular (not initialisation) runs, in run order."""
+    start = text.find("Operator-wise Profiling Info for Regular Benchmark Runs")
+    if start < 0:
+        return []
+    section = text[start:].split("Run Order", 1)[-1]
+    rows: list[dict] = []
+    for line in section.splitlines()[1:]:
+        if "====" in line and rows:
+            break
+        m = _OP_ROW.match(line)
+        if m:
+            rows.append({"op": m.group(1), "first_ms": float(m.group(2)), "mean_us": 1000 * float(m.group(3)),
+                         "share": float(m.group(4)) / 100, "calls": int(m.group(7)), "name": m.group(8)})
+    return rows
 
 
 _NUM = r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
@@ -84,6 +107,9 @@ def parse_benchmark_output(text: str) -> dict:
     t = _THREADS.search(text)
     if t:
         out["threads_used"] = int(t.group(1))
+    ops = parse_op_profile(text)
+    if ops:
+        out["op_profile"] = ops
     v = _VERSION.search(text)
     if v:
         out["version"] = v.group(1)
@@ -155,4 +181,6 @@ def result_from_benchmark(parsed: dict, *, artifact: dict, threads: int, profile
         "accuracy": {"evaluated_on": "host",
                      "reason": "benchmark_model mode returns no predictions"},
         "benchmark_model": parsed,
+        **({"op_profile": {"method": "benchmark_model --enable_op_profiling", "ops": parsed["op_profile"]}}
+           if parsed.get("op_profile") else {}),
     }

@@ -33,6 +33,7 @@ from edgefair.contracts.errors import ManifestError, UsageError
 from edgefair.contracts.manifest import Manifest, read_manifest
 from edgefair.contracts.measurement import MODES, OVERRIDE_KEYS, PROFILES
 from edgefair.contracts.result import result_problems
+from edgefair.devices import conditions
 from edgefair.devices.base import CommandOutcome, CommandRequest, DeviceError, Transport
 from edgefair.devices.benchmark_model import (
     BenchmarkModelParseError,
@@ -157,6 +158,7 @@ class _Run:
     profile_name: str
     timeout_s: float
     overrides: Mapping[str, Any] | None
+    profile_ops: int = 0
 
     @property
     def where(self) -> str:
@@ -170,13 +172,15 @@ class _Run:
 def run_artifact(target: DeviceProfile | Transport | str, artifact_dir: Path | str,
                  batch_npz: Path | str, *, mode: str = "both", threads: int | None = None,
                  profile_name: str = "quick", timeout_s: float | None = None,
-                 overrides: Mapping[str, Any] | None = None) -> dict:
+                 overrides: Mapping[str, Any] | None = None, profile_ops: int = 0) -> dict:
     """Measure one artefact on a device; returns the agent's result.json plus host fields.
 
     ``target`` is a DeviceProfile, a device spec (``pi4``, ``ssh://...``, ``adb:SERIAL``) or
     an open Transport (reused across artefacts: the agent and the batch are pushed once).
     ``overrides`` may set the agent's protocol flags: min_runs, min_seconds, max_seconds,
-    warmup_runs, warmup_seconds. Raises DeviceError (one line) on any failure;
+    warmup_runs, warmup_seconds. ``profile_ops`` > 0 adds a per-operator profile of that many
+    invokes (onnxruntime's profiler; benchmark_model --enable_op_profiling on adb; else the static
+    op list). Raises DeviceError (one line) on any failure;
     :class:`RunFailed` carries the failed result when the agent wrote one.
     """
     if mode not in MODES:
@@ -192,7 +196,8 @@ def run_artifact(target: DeviceProfile | Transport | str, artifact_dir: Path | s
     try:
         run = _Run(transport, profile, art, mode,
                    threads if threads is not None else (profile.threads if profile else 1), profile_name,
-                   timeout_s if timeout_s is not None else (profile.timeout_s if profile else 900.0), overrides)
+                   timeout_s if timeout_s is not None else (profile.timeout_s if profile else 900.0), overrides,
+                   int(profile_ops))
         return _dispatch(run, batch_npz)
     finally:
         if owned:
@@ -234,6 +239,8 @@ def _device_state(transport: Transport) -> dict | None:
 # ------------------------------------------------------------------ agent mode
 def _agent_argv(run: _Run, remote_batch: str) -> list[str]:
     flags = _override_flags(run.overrides)
+    if run.profile_ops > 0:
+        flags += ["--profile-ops", str(run.profile_ops)]
     if run.artifact.manifest.host_only and run.transport.kind == "local":
         from edgefair.models.torch_runner import PLUGIN_PATH
 
@@ -304,16 +311,38 @@ def _check_agent_result(run: _Run, out: CommandOutcome, result: dict) -> dict:
     return result
 
 
+def _run_observed(run: _Run, argv: list[str]) -> tuple[CommandOutcome, list[tuple[str, dict]]]:
+    """Run ``argv`` on the device; where the transport reads device state (adb), read it before,
+    during (every few seconds, from a thread) and after."""
+    if getattr(run.transport, "device_state", None) is None:
+        return run.transport.run(CommandRequest(argv, timeout_s=run.timeout_s, env=run.env)), []
+    before = _device_state(run.transport)
+    with conditions.StateSampler(lambda: _device_state(run.transport),
+                                 conditions.sample_interval(_protocol(run))) as sampler:
+        out = run.transport.run(CommandRequest(argv, timeout_s=run.timeout_s, env=run.env))
+    after = _device_state(run.transport)
+    states = [("before", before)] + sampler.readings + [("after", after)]
+    return out, [(label, s) for label, s in states if s is not None]
+
+
+def _record_states(result: dict, run: _Run, states: list[tuple[str, dict]]) -> None:
+    if not states:
+        return
+    result["device_state"] = {"before": states[0][1], "after": states[-1][1],
+                              "during": [{"label": label, **s} for label, s in states[1:-1]],
+                              "taskset": getattr(run.transport, "taskset", None)}
+    if run.transport.kind == "adb" and result.get("ok"):
+        conditions.apply(result, *conditions.android_rules(states))
+
+
 def _run_agent(run: _Run, batch_npz: Path) -> dict:
     t0 = time.perf_counter()
     remote_batch = _push_agent_inputs(run, batch_npz)
     push_s = time.perf_counter() - t0
-    state_before = _device_state(run.transport)
     argv = _agent_argv(run, remote_batch)
     t1 = time.perf_counter()
-    out = run.transport.run(CommandRequest(argv, timeout_s=run.timeout_s, env=run.env))
+    out, states = _run_observed(run, argv)
     run_s = time.perf_counter() - t1
-    state_after = _device_state(run.transport)
     t2 = time.perf_counter()
     result = _pull_result(run, out)
     if result is None:
@@ -322,14 +351,12 @@ def _run_agent(run: _Run, batch_npz: Path) -> dict:
         "command": argv, "exit_code": out.exit_code, "timed_out": out.timed_out, "push_s": round(push_s, 4),
         "run_s": round(run_s, 4), "pull_s": round(time.perf_counter() - t2, 4),
         "total_s": round(time.perf_counter() - t0, 4), "stderr_tail": out.stderr[-2000:] if out.stderr else ""})
-    if state_before is not None:
-        result["device_state"] = {"before": state_before, "after": state_after,
-                                  "taskset": getattr(run.transport, "taskset", None)}
+    _record_states(result, run, states)
     return _check_agent_result(run, out, result)
 
 
 # ------------------------------------------------------------------ benchmark_model mode
-def _bm_protocol(run: _Run) -> dict[str, Any]:
+def _protocol(run: _Run) -> dict[str, Any]:
     return PROFILES[run.profile_name].with_overrides(dict(run.overrides or {}))
 
 
@@ -377,20 +404,20 @@ def _run_benchmark_model(run: _Run) -> dict:
     if run.mode == "eval":
         raise DeviceError(f"{run.where}: benchmark_model mode gives no predictions; evaluate accuracy on the host")
     binary = run.profile.adb.benchmark_model if run.profile and run.profile.adb else "benchmark_model"
-    protocol = _bm_protocol(run)
+    protocol = _protocol(run)
     t0 = time.perf_counter()
     run.transport.prepare()
     remote_model = f"{R_ARTIFACT}/{run.artifact.model.name}"
     run.transport.put(run.artifact.folder, R_ARTIFACT)
     push_s = time.perf_counter() - t0
     dev_digest = _verify_on_device(run, remote_model)
-    state_before = _device_state(run.transport)
     argv = _pin_prefix(run.transport) + benchmark_argv(binary, run.transport.remote(remote_model),
-                                                       threads=run.threads, protocol=protocol)
+                                                       threads=run.threads, protocol=protocol,
+                                                       op_profiling=run.profile_ops > 0)
     t1 = time.perf_counter()
-    out = run.transport.run(CommandRequest(argv, timeout_s=run.timeout_s, env=run.env))
+    out, states = _run_observed(run, argv)
     run_s = time.perf_counter() - t1
-    state_after = _device_state(run.transport)
+    state_before, state_after = (states[0][1], states[-1][1]) if states else (None, None)
     parsed = _bm_check_outcome(run, out, binary)
     artifact = {"name": run.artifact.name, "sha256": dev_digest, "path": R_ARTIFACT, "artifact_id": m.artifact_id,
                 "target": m.target, "format": "tflite", "size_bytes": run.artifact.model.stat().st_size}
@@ -402,8 +429,8 @@ def _run_benchmark_model(run: _Run) -> dict:
         "command": argv, "exit_code": out.exit_code, "timed_out": False, "push_s": round(push_s, 4),
         "run_s": round(run_s, 4), "pull_s": 0.0, "total_s": round(time.perf_counter() - t0, 4),
         "stdout_tail": out.stdout[-4000:]})
-    result["device_state"] = {"before": state_before, "after": state_after,
-                              "taskset": getattr(run.transport, "taskset", None)}
+    conditions.apply(result, conditions.benchmark_model_stop_rule(parsed, protocol), [])
+    _record_states(result, run, states)
     return result
 
 

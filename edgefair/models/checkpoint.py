@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from torch import nn
 
 from edgefair.contracts.dataset import DatasetRef, Preprocessing
 from edgefair.contracts.errors import ContractError, EdgefairError
-from edgefair.contracts.jsonio import atomic_write_json, error_text
+from edgefair.contracts.jsonio import atomic_write_bytes, atomic_write_json, error_text
 from edgefair.files import sha256_file
 from edgefair.models.architectures import build_model
 
@@ -65,9 +65,9 @@ def save_run(out: Path, model: nn.Module, meta: RunMeta) -> Path:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "model.pt.tmp"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, out / "model.pt")
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write_bytes(out / "model.pt", buf.getvalue())
     meta.checkpoint_sha256 = sha256_file(out / "model.pt")
     meta.edgefair_version = __version__
     atomic_write_json(out / "model.json", meta.to_dict())

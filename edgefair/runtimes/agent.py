@@ -70,6 +70,18 @@ EXIT_SHA_MISMATCH = 3
 
 PERCENTILE_METHOD = "linear"  # numpy's default (Hyndman & Fan type 7)
 P50_CI_LEVEL = 0.95
+MIN_BLOCK_SECONDS = 0.2  # sensors are read between measurement blocks at most this often
+
+# Validity bounds (each tripped rule is an invalid_reasons entry with its numbers).
+CONTENTION_MIN_CPU_SHARE = 0.9      # process CPU time / wall time over the measurement
+CONTENTION_MAX_INVOLUNTARY_CS = 50.0  # involuntary context switches per second
+FREQUENCY_MAX_DROP = 0.10            # a core's clock falling by more than this share
+TEMPERATURE_MAX_RISE_C = 10.0        # warning: hotter by this much at the end
+LOAD_PER_CORE_WARN = 1.0             # warning: 1-minute load / cores before the run
+INSTABILITY_MAX_CV = 0.25            # warning: std / mean of the samples
+INSTABILITY_MAX_P99_P50 = 2.5        # warning: p99 / p50
+MIN_EFFECTIVE_N = 100               # warning: n * (1 - r1) / (1 + r1) below this (p50 interval too narrow)
+
 
 # Protocol presets.  Each phase ends when BOTH the minimum run count and the
 # minimum duration are met, or at max_seconds (per phase) whichever is first.
@@ -296,29 +308,77 @@ def median_ci_ranks(n, level=P50_CI_LEVEL):
     return j, n + 1 - j, coverage
 
 
+# Two-sided 97.5 % t quantiles for the batch counts used below (no scipy on devices).
+_T975 = {9: 2.262, 14: 2.145, 29: 2.045}
+BATCH_COUNTS = (30, 15, 10)
+MIN_BATCH = 10
+
+
+def lag1_autocorrelation(a):
+    """Lag-1 autocorrelation of a sequence (0 for a constant one)."""
+    x = np.asarray(a, dtype=np.float64)
+    if x.size < 3:
+        return 0.0
+    x = x - x.mean()
+    d = float((x * x).sum())
+    return float((x[1:] * x[:-1]).sum() / d) if d > 0 else 0.0
+
+
+def batch_median_ci(a, p50):
+    """Interval for the median that holds for correlated samples (batch medians).
+
+    Consecutive samples are cut into k batches (30, else 15, else 10: the first k whose
+    batch medians show no significant lag-1 autocorrelation, |r1| <= 2/sqrt(k)); the
+    interval is p50 +- t(k-1) * sd(batch medians) / sqrt(k). Returns (lo, hi, k) or None
+    when there are fewer than 10 batches of 10 samples. ``summarise`` reports the union of
+    this and the order-statistic interval; scripts/p50_interval_sim.py measures the
+    coverage of that union under AR(1) noise.
+    """
+    n = len(a)
+    for k in BATCH_COUNTS:
+        m = n // k
+        if m < MIN_BATCH:
+            continue
+        meds = np.median(np.asarray(a[: m * k], dtype=np.float64).reshape(k, m), axis=1)
+        if abs(lag1_autocorrelation(meds)) <= 2.0 / math.sqrt(k) or k == BATCH_COUNTS[-1]:
+            half = _T975[k - 1] * float(meds.std(ddof=1)) / math.sqrt(k)
+            return p50 - half, p50 + half, k
+    return None
+
+
 def summarise(samples_ns):
-    """Statistics of raw latency samples (nanoseconds in, seconds out)."""
+    """Statistics of raw latency samples (nanoseconds in, seconds out, in measurement order)."""
     a = np.asarray(samples_ns, dtype=np.float64) / 1e9
     n = int(a.size)
     out = {"n": n, "percentile_method": PERCENTILE_METHOD}
     if n == 0:
         out.update({"p50_s": None, "p90_s": None, "p99_s": None, "mean_s": None,
                     "std_s": None, "min_s": None, "max_s": None,
-                    "p50_ci_s": None, "p50_ci_level": None})
+                    "p50_ci_s": None, "p50_ci_level": None, "p50_ci_method": None})
         return out
     # np.percentile's default method is 'linear' in every numpy version; we do
     # not pass method=/interpolation= because the keyword changed in numpy 1.22.
     p50, p90, p99 = (float(v) for v in np.percentile(a, [50.0, 90.0, 99.0]))
     s = np.sort(a)
     lo_r, hi_r, cov = median_ci_ranks(n)
+    iid = [float(s[lo_r - 1]), float(s[hi_r - 1])]
+    r1 = lag1_autocorrelation(a)
     out.update({
         "p50_s": p50, "p90_s": p90, "p99_s": p99,
         "mean_s": float(a.mean()),
         "std_s": float(a.std(ddof=1)) if n > 1 else 0.0,  # sample std (ddof=1)
         "min_s": float(s[0]), "max_s": float(s[-1]),
-        "p50_ci_s": [float(s[lo_r - 1]), float(s[hi_r - 1])],
-        "p50_ci_level": float(cov),
+        "p50_ci_iid_s": iid, "lag1_autocorrelation": r1,
+        "effective_n": float(n * (1.0 - r1) / (1.0 + r1)) if -1.0 < r1 < 1.0 else float(n),
     })
+    batch = batch_median_ci(a, p50)
+    if batch is None:
+        out.update({"p50_ci_s": iid, "p50_ci_level": float(cov),
+                    "p50_ci_method": "order statistics (assumes independent samples; too few for batches)"})
+    else:  # the union: exact for independent samples, batch medians where consecutive ones correlate
+        out.update({"p50_ci_s": [min(batch[0], iid[0]), max(batch[1], iid[1])], "p50_ci_level": P50_CI_LEVEL,
+                    "p50_ci_method": "union of order statistics and batch medians (%d consecutive batches, "
+                                     "t interval)" % batch[2]})
     return out
 
 
@@ -543,6 +603,97 @@ def _throttled():
     return int(m.group(1), 0)
 
 
+def _throttled_problem():
+    """Why `vcgencmd get_throttled` gave no value (for the warning naming the sensor)."""
+    try:
+        r = subprocess.run(["vcgencmd", "get_throttled"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=5, universal_newlines=True)
+    except FileNotFoundError:
+        return "vcgencmd not found"
+    except Exception as e:
+        return "vcgencmd failed: %s" % _error_text(e)
+    if r.returncode != 0:
+        return "vcgencmd get_throttled exited %d (%s)" % (r.returncode, one_line(r.stderr or r.stdout or "", 120))
+    return "vcgencmd printed no throttled= value"
+
+
+def _cur_freqs_khz():
+    """Current clock of every core with cpufreq, kHz, in core order (empty when unreadable)."""
+    base = "/sys/devices/system/cpu"
+    try:
+        cpus = sorted((d for d in os.listdir(base) if re.match(r"cpu\d+$", d)), key=lambda d: int(d[3:]))
+    except Exception:
+        return []
+    out = []
+    for d in cpus:
+        v = _read_int(os.path.join(base, d, "cpufreq", "scaling_cur_freq"))
+        if v is not None:
+            out.append(v)
+    return out
+
+
+def _max_temp_c():
+    temps = [z["temp_c"] for z in _temperatures().values() if z.get("temp_c") is not None]
+    return max(temps) if temps else None
+
+
+def _battery_c():
+    """Battery temperature (Android and laptops report tenths of a degree), or None."""
+    v = _read_int("/sys/class/power_supply/battery/temp")
+    return None if v is None else v / 10.0
+
+
+def _load1():
+    try:
+        return float(os.getloadavg()[0])
+    except Exception:
+        return None
+
+
+def _usage():
+    """(CPU seconds, involuntary and voluntary context switches) of this process so far."""
+    try:
+        import resource
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime, r.ru_nivcsw, r.ru_nvcsw
+    except Exception:
+        t = os.times()
+        return t[0] + t[1], None, None
+
+
+class Monitor(object):
+    """The machine's state at the start, between measurement blocks and at the end.
+
+    Each reading: `vcgencmd get_throttled` (where the device is a Raspberry Pi or has
+    vcgencmd), every core's clock, the hottest thermal zone, the battery, the load.
+    A sensor that cannot be read is remembered with the reason, for a warning.
+    """
+
+    def __init__(self, pi):
+        self.pi = pi
+        self.readings = []
+        self.unreadable = {}
+
+    def _note(self, sensor, ok, why):
+        if not ok and sensor not in self.unreadable:
+            self.unreadable[sensor] = why
+
+    def read(self, label):
+        r = {"label": label, "t": time.time(), "throttled": _throttled() if self.pi else None,
+             "freq_khz": _cur_freqs_khz(), "temp_c": _max_temp_c(), "battery_c": _battery_c(), "load1": _load1()}
+        if self.pi:
+            self._note("vcgencmd get_throttled", r["throttled"] is not None, _throttled_problem)
+        self._note("cpu frequency", bool(r["freq_khz"]),
+                   "/sys/devices/system/cpu/cpu*/cpufreq/scaling_cur_freq unreadable")
+        self._note("temperature", r["temp_c"] is not None, "no readable zone in /sys/class/thermal")
+        self._note("load average", r["load1"] is not None, "os.getloadavg() unavailable")
+        self.readings.append(r)
+        return r
+
+    def problems(self):
+        return dict((k, v() if callable(v) else v) for k, v in self.unreadable.items())
+
+
 def _decode_throttle(v):
     if v is None:
         return None
@@ -556,6 +707,38 @@ def _affinity():
         return None
 
 
+_X86_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+              "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+_ARM_FEATURES = ("fp", "asimd", "asimdhp", "asimddp", "asimdfhm", "i8mm", "bf16", "sve", "sve2", "sme")
+
+
+def _core_types(text):
+    """Core kinds: ARM parts per core (big.LITTLE), x86 hybrid P/E core lists."""
+    parts = re.findall(r"^CPU part\s*:\s*(0x[0-9a-fA-F]+)", text, re.M)
+    if parts:
+        counts: dict = {}
+        for p in parts:
+            name = _ARM_PARTS.get(p.lower(), "ARM part " + p)
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+    hybrid = dict((kind, _read("/sys/devices/%s/cpus" % kind)) for kind in ("cpu_core", "cpu_atom"))
+    return dict((k, v) for k, v in hybrid.items() if v) or None
+
+
+def cpu_identity(text):
+    """What picks the kernels: vendor, family/model/stepping (x86) or implementer/part (ARM), ISA flags."""
+    flags = set((_cpuinfo_field(text, "flags") or _cpuinfo_field(text, "Features") or "").split())
+    return {
+        "vendor": _cpuinfo_field(text, "vendor_id") or _cpuinfo_field(text, "CPU implementer"),
+        "family": _cpuinfo_field(text, "cpu family") or _cpuinfo_field(text, "CPU architecture"),
+        "model": _cpuinfo_field(text, "model") or _cpuinfo_field(text, "CPU part"),
+        "stepping": _cpuinfo_field(text, "stepping") or _cpuinfo_field(text, "CPU revision"),
+        "variant": _cpuinfo_field(text, "CPU variant"),
+        "isa": sorted(f for f in flags if f in _X86_FLAGS or f in _ARM_FEATURES),
+        "core_types": _core_types(text),
+    }
+
+
 def fingerprint(runtime=None, threads=None):
     ci = _cpuinfo()
     emulated, evidence = _emulation(ci)
@@ -566,6 +749,7 @@ def fingerprint(runtime=None, threads=None):
         load = None
     env = {
         "cpu_model": _cpu_model(ci),
+        "cpu": cpu_identity(ci),
         "board_model": _board_model(ci),
         "cores": os.cpu_count(),
         "affinity": _affinity(),
@@ -594,29 +778,150 @@ def fingerprint(runtime=None, threads=None):
 
 
 def finish_fingerprint(env):
-    """Fill the 'after' readings; return (invalid_reasons, warnings)."""
+    """Fill the 'after' readings and decode the throttle values; return the emulation warning."""
     env["temperature_after"] = _temperatures()
     env["cpufreq_after"] = {k: v for k, v in _cpufreq().items() if k != "per_cpu"}
     env["throttled_after"] = _throttled()
-    invalid, warnings = [], []
-    before, after = env.get("throttled_before"), env.get("throttled_after")
+    try:
+        env["loadavg_after"] = list(os.getloadavg())
+    except Exception:
+        env["loadavg_after"] = None
     for key in ("throttled_before", "throttled_after"):
         v = env.get(key)
         env[key + "_hex"] = None if v is None else hex(v)
         env[key + "_flags"] = _decode_throttle(v)
-    if before is not None or after is not None:
-        b = before or 0
-        a = after or 0
-        now = (b | a) & _THROTTLE_INVALID_NOW
-        new = (a & ~b) & _THROTTLE_INVALID_STICKY
-        if now or new:
-            invalid.append("Raspberry Pi throttling/frequency capping (vcgencmd get_throttled "
-                           "before=%s after=%s)" % (hex(b), hex(a)))
-        if (b | a) & _THROTTLE_WARN:
-            warnings.append("under-voltage or soft temperature limit flagged (get_throttled "
-                            "before=%s after=%s)" % (hex(b), hex(a)))
     if env.get("emulated"):
-        warnings.append("running under emulation (qemu): latencies are not device latencies")
+        return ["running under emulation (qemu): latencies are not device latencies"]
+    return []
+
+
+def is_raspberry_pi(env):
+    return "raspberry pi" in str(env.get("board_model") or "").lower()
+
+
+# --------------------------------------------------------------------------
+# validity: every rule that trips is an invalid_reasons entry (or a warning) with its numbers
+# --------------------------------------------------------------------------
+
+def rule_stop(timing, proto):
+    """The stop rule: BOTH the minimum count and the minimum duration must be reached."""
+    if timing.get("stopped_by") != "max_seconds":
+        return []
+    return ["stop rule not met: n=%d of min_runs=%d and %.2f s of min_seconds=%g when max_seconds=%g was reached"
+            % (timing.get("n") or 0, proto["min_runs"], timing.get("duration_s") or 0.0, proto["min_seconds"],
+               proto["max_seconds"])]
+
+
+def rule_throttle(values):
+    """Raspberry Pi `get_throttled` readings in order (label, value): (invalid, warnings)."""
+    seen = [(label, v) for label, v in values if v is not None]
+    invalid: list = []
+    warnings: list = []
+    if not seen:
+        return invalid, warnings
+    for label, v in seen:
+        if v & _THROTTLE_INVALID_NOW:
+            invalid.append("throttled during the run: get_throttled=%s at %s (%s)"
+                           % (hex(v), label, "; ".join(_decode_throttle(v & 0xF))))
+            break
+    for (la, a), (lb, b) in zip(seen, seen[1:]):
+        new = b & ~a & _THROTTLE_INVALID_STICKY
+        if new:
+            invalid.append("throttling occurred during the run: get_throttled %s -> %s between %s and %s"
+                           % (hex(a), hex(b), la, lb))
+            break
+    if any(v & _THROTTLE_WARN for _, v in seen):
+        warnings.append("under-voltage or soft temperature limit flagged (get_throttled %s)"
+                        % ", ".join(sorted(set(hex(v) for _, v in seen))))
+    if seen[0][1] & _THROTTLE_INVALID_STICKY:
+        warnings.append("throttling had occurred before the run (get_throttled %s): only changes during "
+                        "the run are checked" % hex(seen[0][1]))
+    return invalid, warnings
+
+
+def rule_frequency(readings, governor, pi):
+    """A core whose clock fell during the measurement: invalid where the clock should be fixed."""
+    freqs = [r["freq_khz"] for r in readings if r.get("freq_khz")]
+    if len(freqs) < 2:
+        return [], []
+    worst = None
+    for cpu in range(min(len(f) for f in freqs)):
+        first, low = freqs[0][cpu], min(f[cpu] for f in freqs)
+        if first and (first - low) / float(first) > FREQUENCY_MAX_DROP:
+            if worst is None or (first - low) / float(first) > worst[3]:
+                worst = (cpu, first, low, (first - low) / float(first))
+    if worst is None:
+        return [], []
+    text = "CPU clock fell during the measurement: cpu%d %.0f -> %.0f MHz (-%.0f%%, bound %.0f%%)" % (
+        worst[0], worst[1] / 1e3, worst[2] / 1e3, 100 * worst[3], 100 * FREQUENCY_MAX_DROP)
+    fixed = pi or (governor or "") in ("performance", "userspace")
+    return ([text], []) if fixed else ([], [text + "; governor %s scales the clock by design" % governor])
+
+
+def rule_temperature(readings):
+    warnings = []
+    for key, what in (("temp_c", "hottest thermal zone"), ("battery_c", "battery temperature")):
+        vals = [r[key] for r in readings if r.get(key) is not None]
+        if len(vals) >= 2 and max(vals) - vals[0] > TEMPERATURE_MAX_RISE_C:
+            warnings.append("%s rose %.1f -> %.1f C during the run (bound +%g C)"
+                            % (what, vals[0], max(vals), TEMPERATURE_MAX_RISE_C))
+    return warnings
+
+
+def rule_contention(usage, loads, cores):
+    """Other work sharing the CPU: the process's CPU share and involuntary context switches."""
+    invalid, warnings = [], []
+    wall = usage.get("wall_s") or 0.0
+    load_text = "; load %s on %s cores" % (
+        " -> ".join("%.1f" % v for v in loads if v is not None) or "unknown", cores)
+    share = usage.get("cpu_share")
+    if wall > 0 and share is not None and share < CONTENTION_MIN_CPU_SHARE:
+        invalid.append("contention: the process ran %.0f%% of the measurement's wall time (bound %.0f%%)%s"
+                       % (100 * share, 100 * CONTENTION_MIN_CPU_SHARE, load_text))
+    rate = usage.get("involuntary_cs_per_s")
+    if rate is not None and rate > CONTENTION_MAX_INVOLUNTARY_CS:
+        invalid.append("contention: %.0f involuntary context switches per second (bound %.0f)%s"
+                       % (rate, CONTENTION_MAX_INVOLUNTARY_CS, load_text))
+    if loads and loads[0] is not None and cores and loads[0] / float(cores) > LOAD_PER_CORE_WARN:
+        warnings.append("busy machine before the run: load %.1f on %d cores" % (loads[0], cores))
+    return invalid, warnings
+
+
+def rule_instability(timing):
+    warnings = []
+    mean, std, p50, p99 = (timing.get(k) for k in ("mean_s", "std_s", "p50_s", "p99_s"))
+    if mean and std is not None and std / mean > INSTABILITY_MAX_CV:
+        warnings.append("unstable timing: coefficient of variation %.2f (bound %.2f)" % (std / mean,
+                                                                                      INSTABILITY_MAX_CV))
+    if p50 and p99 and p99 / p50 > INSTABILITY_MAX_P99_P50:
+        warnings.append("unstable timing: p99/p50 %.2f (bound %.2f)" % (p99 / p50, INSTABILITY_MAX_P99_P50))
+    eff = timing.get("effective_n")
+    if eff is not None and (timing.get("n") or 0) >= 100 and eff < MIN_EFFECTIVE_N:
+        warnings.append("samples strongly correlated (lag-1 autocorrelation %.2f, effective n %.0f): the p50 "
+                        "interval may be too narrow; measure longer" % (timing.get("lag1_autocorrelation"), eff))
+    return warnings
+
+
+def measurement_validity(result, proto, monitor, usage):
+    """(invalid_reasons, warnings) of a finished measurement, from every rule above."""
+    env = result.get("env") or {}
+    timing = result["timing"]
+    readings = monitor.readings
+    invalid, warnings = list(rule_stop(timing, proto)), []
+    th = [("process start", env.get("throttled_before"))] + [(r["label"], r["throttled"]) for r in readings]
+    bad, warn = rule_throttle(th)
+    invalid += bad
+    warnings += warn
+    bad, warn = rule_frequency(readings, (env.get("cpufreq") or {}).get("governor"), monitor.pi)
+    invalid += bad
+    warnings += warn
+    warnings += rule_temperature(readings)
+    loads = [readings[0]["load1"], readings[-1]["load1"]] if readings else []
+    bad, warn = rule_contention(usage, loads, env.get("cores"))
+    invalid += bad
+    warnings += warn
+    warnings += rule_instability(timing)
+    warnings += ["sensor not readable: %s (%s)" % (k, v) for k, v in sorted(monitor.problems().items())]
     return invalid, warnings
 
 
@@ -709,6 +1014,36 @@ class Runner(object):
         self.invoke()
         return self.output()
 
+    def evidence(self):
+        """What the runtime says it did with the model (kernels, providers, threads)."""
+        return {}
+
+    def profile_ops(self, x, n):
+        """Per-operator times over ``n`` invokes, where the runtime can measure them."""
+        return {"method": "none", "ops": [], "note": "this runtime offers no per-operator profile"}
+
+
+def _delegated(ops):
+    """How many of a TFLite graph's nodes the delegate nodes took (by data flow from their inputs)."""
+    original = [o for o in ops if o["op_name"] != "DELEGATE"]
+    covered = set()
+    for d in (o for o in ops if o["op_name"] == "DELEGATE"):
+        have = set(int(i) for i in d["inputs"])
+        for i, o in enumerate(original):
+            if i not in covered and all(int(t) in have for t in o["inputs"] if int(t) >= 0):
+                covered.add(i)
+                have.update(int(t) for t in o["outputs"])
+    return original, covered
+
+
+def tflite_delegation(ops):
+    """XNNPACK (or any delegate) applied?  Nodes it took, and the ops left to the builtin kernels."""
+    original, covered = _delegated(ops)
+    return {"delegate_nodes": sum(1 for o in ops if o["op_name"] == "DELEGATE"),
+            "xnnpack_applied": any(o["op_name"] == "DELEGATE" for o in ops),
+            "nodes": len(original), "delegated_nodes": len(covered),
+            "not_delegated": [o["op_name"] for i, o in enumerate(original) if i not in covered]}
+
 
 class TFLiteRunner(Runner):
     def __init__(self, path, threads, manifest):
@@ -751,6 +1086,30 @@ class TFLiteRunner(Runner):
 
     def output(self):
         return np.array(self.it.get_tensor(self._out_idx), copy=True)
+
+    def _ops(self):
+        try:
+            return self.it._get_ops_details()
+        except Exception:
+            return []
+
+    def evidence(self):
+        ops = self._ops()
+        out = {"op_resolver": "default (the XNNPACK delegate where the runtime applies it)"}
+        if not ops:
+            out["note"] = "the interpreter gave no op details"
+            return out
+        out.update(tflite_delegation(ops))
+        return out
+
+    def profile_ops(self, x, n):
+        ops = self._ops()
+        original, covered = _delegated(ops)
+        rows = [{"name": "%s_%d" % (o["op_name"].lower(), i), "op": o["op_name"],
+                 "kernel": "delegate (XNNPACK)" if i in covered else "builtin"} for i, o in enumerate(original)]
+        return {"method": "static op list", "ops": rows,
+                "note": "LiteRT's Python interpreter has no per-operator profiler: the graph's ops and which "
+                        "kernels run them; on an adb device benchmark_model --enable_op_profiling times them"}
 
 
 def _tfl_quant(d):
@@ -826,6 +1185,61 @@ class ONNXRunner(Runner):
 
     def output(self):
         return np.asarray(self._last[0])
+
+    def evidence(self):
+        return {"providers": self.sess.get_providers(), "graph_optimization_level": "ORT_ENABLE_ALL",
+                "intra_op_num_threads": self.threads, "inter_op_num_threads": 1,
+                "execution_mode": "ORT_SEQUENTIAL"}
+
+    def profile_ops(self, x, n):
+        """onnxruntime's own profiler (SessionOptions.enable_profiling) over ``n`` runs, per node."""
+        import tempfile
+
+        ort = self.ort
+        so = ort.SessionOptions()
+        if self.threads and self.threads > 0:
+            so.intra_op_num_threads = int(self.threads)
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        so.enable_profiling = True
+        tmp = tempfile.mkdtemp(prefix="edgefair-ortprof-")
+        so.profile_file_prefix = os.path.join(tmp, "ort")
+        sess = ort.InferenceSession(self.path, sess_options=so, providers=["CPUExecutionProvider"])
+        feed = {self._in_name: x}
+        for _ in range(int(n)):
+            sess.run(self._out_names, feed)
+        path = sess.end_profiling()
+        try:
+            with open(path, "r") as f:
+                events = json.load(f)
+        finally:
+            try:
+                os.remove(path)
+                os.rmdir(tmp)
+            except OSError:
+                pass
+        return {"method": "onnxruntime profiler", "runs": int(n), "ops": aggregate_ort_profile(events)}
+
+
+def aggregate_ort_profile(events):
+    """Per node: op type, calls, total and mean microseconds, share of the total (largest first)."""
+    nodes: dict = {}
+    for e in events if isinstance(events, list) else []:
+        name = e.get("name", "")
+        if e.get("cat") != "Node" or not name.endswith("_kernel_time"):
+            continue
+        key = name[: -len("_kernel_time")]
+        row = nodes.setdefault(key, {"name": key, "op": (e.get("args") or {}).get("op_name"),
+                                     "provider": (e.get("args") or {}).get("provider"), "calls": 0, "total_us": 0.0})
+        row["calls"] += 1
+        row["total_us"] += float(e.get("dur") or 0.0)
+    total = sum(r["total_us"] for r in nodes.values()) or 1.0
+    rows = sorted(nodes.values(), key=lambda r: -r["total_us"])
+    for r in rows:
+        r["mean_us"] = r["total_us"] / r["calls"]
+        r["share"] = r["total_us"] / total
+    return rows
 
 
 def _manifest_quant(spec):
@@ -950,11 +1364,18 @@ def dequantise(y, runner):
 # timed loops
 # --------------------------------------------------------------------------
 
-def timed_loop(invoke, min_runs, min_seconds, max_seconds):
+def block_seconds(min_seconds):
+    """How often the machine's state is sampled during a measurement: about ten blocks."""
+    return max(MIN_BLOCK_SECONDS, float(min_seconds) / 10.0)
+
+
+def timed_loop(invoke, min_runs, min_seconds, max_seconds, on_block=None, block_s=None):
     """Call ``invoke`` until n >= min_runs AND elapsed >= min_seconds, or elapsed >= max_seconds.
 
     Returns (samples_ns, elapsed_s, stopped_by).  Each sample is the
-    perf_counter_ns difference around one invoke() call only.
+    perf_counter_ns difference around one invoke() call only.  Every ``block_s``
+    seconds ``on_block()`` runs between two invokes (sensor readings); its time is
+    excluded from the elapsed time the stop rule sees.
     """
     clock = time.perf_counter_ns
     samples: list = []
@@ -964,24 +1385,32 @@ def timed_loop(invoke, min_runs, min_seconds, max_seconds):
     max_ns = int(float(max_seconds) * 1e9)
     if min_runs <= 0 and min_ns <= 0:
         return samples, 0.0, "criteria"
+    block_ns = int(float(block_s if block_s is not None else block_seconds(min_seconds)) * 1e9)
     n = 0
+    paused = 0
     gc_was = gc.isenabled()
     gc.disable()
     try:
         start = clock()
+        next_block = start + block_ns
         while True:
             t0 = clock()
             invoke()
             t1 = clock()
             append(t1 - t0)
             n += 1
-            el = t1 - start
+            el = t1 - start - paused
             if n >= min_runs and el >= min_ns:
                 stopped = "criteria"
                 break
             if el >= max_ns:
                 stopped = "max_seconds"
                 break
+            if on_block is not None and t1 >= next_block:
+                on_block()
+                t2 = clock()
+                paused += t2 - t1
+                next_block = t2 + block_ns
     finally:
         if gc_was:
             gc.enable()
@@ -1200,25 +1629,49 @@ def _first_inference(result, runner, rss, x0):
         result["warnings"].append("first inference produced non-finite outputs")
 
 
+def _usage_over(before, after, wall_s):
+    cpu = after[0] - before[0]
+    out = {"wall_s": wall_s, "cpu_s": cpu, "cpu_share": cpu / wall_s if wall_s > 0 else None}
+    if before[1] is not None and after[1] is not None and wall_s > 0:
+        out["involuntary_cs_per_s"] = (after[1] - before[1]) / wall_s
+        out["voluntary_cs_per_s"] = (after[2] - before[2]) / wall_s
+    return out
+
+
 def _measure(result, runner, rss, x0, proto):
-    """Warm-up, then the timed loop; raw samples kept."""
+    """Warm-up, then the timed loop in blocks with sensor readings between them; raw samples kept."""
     _rss_phase(rss)
     runner.set_input(x0)
     invoke = runner.invoke
     timing = result["timing"]
-    w, w_s, _ = timed_loop(invoke, proto["warmup_runs"], proto["warmup_seconds"], proto["max_seconds"])
+    w, w_s, w_stop = timed_loop(invoke, proto["warmup_runs"], proto["warmup_seconds"], proto["max_seconds"])
     timing["warmup_n"] = len(w)
     timing["warmup_s"] = w_s
-    s, s_s, stopped = timed_loop(invoke, proto["min_runs"], proto["min_seconds"], proto["max_seconds"])
+    if w_stop != "criteria":
+        result["warnings"].append("warm-up stopped at max_seconds=%g after %d runs" % (proto["max_seconds"], len(w)))
+    monitor = Monitor(is_raspberry_pi(result["env"] or {}) or result["env"].get("throttled_before") is not None)
+    monitor.read("start")
+    blocks = [0]
+    u0, t0 = _usage(), time.perf_counter()
+
+    def between_blocks():
+        blocks[0] += 1
+        monitor.read("block %d" % blocks[0])
+
+    s, s_s, stopped = timed_loop(invoke, proto["min_runs"], proto["min_seconds"], proto["max_seconds"],
+                                 on_block=between_blocks)
+    usage = _usage_over(u0, _usage(), time.perf_counter() - t0)
+    monitor.read("end")
     result["rss"]["steady_kb"] = rss.read_kb()
     timing.update(summarise(s))
     timing["duration_s"] = s_s
     timing["samples_s"] = [v / 1e9 for v in s]
     timing["stopped_by"] = stopped
-    if stopped != "criteria":
-        result["warnings"].append(
-            "measurement stopped at max_seconds=%g with n=%d (min_runs=%d, min_seconds=%g)"
-            % (proto["max_seconds"], len(s), proto["min_runs"], proto["min_seconds"]))
+    timing["blocks"] = blocks[0] + 1
+    result["conditions"] = {"readings": monitor.readings, "usage": usage, "unreadable": monitor.problems()}
+    invalid, warnings = measurement_validity(result, proto, monitor, usage)
+    result["invalid_reasons"].extend(invalid)
+    result["warnings"].extend(warnings)
 
 
 def _evaluate(result, runner, rss, x_all, ids):
@@ -1241,6 +1694,15 @@ def _evaluate(result, runner, rss, x_all, ids):
                           neginf=float(np.finfo(np.float32).min))
     result["eval"] = {"n": int(L.shape[0]), "duration_s": ev_s, "ids": ids,
                       "pred": [int(v) for v in np.argmax(L, axis=1)], "logits": L.tolist()}
+
+
+def _model_rss(rss):
+    """What the model adds: the steady-state peak minus the process with the runtime imported and no
+    model loaded, both read with the same method (never a max across methods)."""
+    if rss.get("steady_kb") is not None and rss.get("baseline_kb") is not None:
+        rss["model_kb"] = rss["steady_kb"] - rss["baseline_kb"]
+        rss["model_note"] = ("steady-state peak minus the process with the runtime imported and no model "
+                             "loaded (%s)" % rss.get("method"))
 
 
 def _start_runtime(args, result, fmt, model_path, manifest):
@@ -1276,6 +1738,7 @@ def cmd_run(args, result):
     result["rss"]["baseline_kb"] = rss.read_kb()
     phase(result, "load")
     _load_runner(result, runner, rss, model_path)
+    result["runtime"]["evidence"] = runner.evidence() if hasattr(runner, "evidence") else {}
     _spec_warnings(result, runner, manifest)
     phase(result, "preprocess")
     x_all = preprocess(images, manifest, runner)
@@ -1284,13 +1747,16 @@ def cmd_run(args, result):
     if args.mode in ("bench", "both"):
         phase(result, "warmup+measure")
         _measure(result, runner, rss, x_all[:1], proto)
+        _model_rss(result["rss"])
+    if getattr(args, "profile_ops", 0):
+        phase(result, "profile_ops")
+        result["op_profile"] = (runner.profile_ops(x_all[:1], args.profile_ops) if hasattr(runner, "profile_ops")
+                                else Runner.profile_ops(runner, x_all[:1], args.profile_ops))
     if args.mode in ("eval", "both"):
         phase(result, "eval")
         _evaluate(result, runner, rss, x_all, ids)
     phase(result, "finish")
-    invalid, warns = finish_fingerprint(result["env"])
-    result["invalid_reasons"].extend(invalid)
-    result["warnings"].extend(warns)
+    result["warnings"].extend(finish_fingerprint(result["env"]))
     result["valid"] = not result["invalid_reasons"]
     result["wall_s"] = time.time() - t_start
     result["ok"] = True
@@ -1351,6 +1817,8 @@ def build_parser():
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     r.add_argument("--expect-sha256", default=None)
+    r.add_argument("--profile-ops", type=int, default=0,
+                   help="after measuring, profile N more invokes per operator (where the runtime can)")
     r.add_argument("--plugin", action="append", default=[],
                    help="host-side runner file for another format (torch reference rows)")
     r.add_argument("--min-runs", type=int, default=None)

@@ -231,8 +231,8 @@ def agent_result(spec: Spec, device: str, scenario: Scenario, m: Manifest) -> di
     rss_kb = int(spec.rss_mb * 1024 * (1.12 if device.startswith("pi4") else 1.0))
     pred = predictions(spec, scenario.seed)
     warnings = ["running under emulation (qemu): latencies are not device latencies"] if env.get("emulated") else []
-    invalid = ([f"Raspberry Pi throttling/frequency capping (vcgencmd get_throttled before=0x0 "
-                f"after={hex(env['throttled_after'])})"] if throttled else [])
+    invalid = ([f"throttled during the run: get_throttled={hex(env['throttled_after'])} at end "
+                "(arm frequency capped; currently throttled)"] if throttled else [])
     return {
         **base, "ok": True, "error": None,
         "timing": {"load_s": 40 * scale, "first_inference_s": 3 * scale, "warmup_n": 10,

@@ -191,11 +191,12 @@ def test_missing_artefact_fails_and_new_one_is_listed(db):
     assert "missing from the current results" in table and "tflite-int8-s0.95" in table and " new " in table
 
 
-def test_a_run_that_now_fails_or_is_throttled_fails_the_gate(db):
+def test_a_run_that_now_fails_or_is_invalid_fails_the_gate(db):
     base = [r for r in load_side(db) if r["status"] == "ok" and r["valid"]]
     cur = copy.deepcopy(base)
     _row(cur, "onnx-fp32-s0", "pi4")["status"] = "failed"
     _row(cur, "torch-fp32-s0", "pi4")["valid"] = False
     result = compare(base, cur)
-    assert {(r.artifact, r.metric) for r in result.failures} == {("onnx-fp32-s0", "status"), ("torch-fp32-s0", "p90_s")}
-    assert "throttled" in format_diff_table(result)
+    assert {(r.artifact, r.metric) for r in result.failures} == {("onnx-fp32-s0", "status"),
+                                                                 ("torch-fp32-s0", "p90_s")}
+    assert "current run invalid: latency not trusted, measure again" in format_diff_table(result)

@@ -130,9 +130,17 @@ esac
 """
 
 _DUMPSYS = """#!/bin/sh
-# stand-in dumpsys (test double): only `dumpsys battery`
+# stand-in dumpsys (test double): `dumpsys battery` and `dumpsys thermalservice`.
+# FAKE_ADB_HEAT=1: every reading is hotter than the last (a phone that throttles).
+n=0
+if [ "$FAKE_ADB_HEAT" = "1" ]; then
+  n=$(cat "$FAKE_ADB_ROOT/heat" 2>/dev/null || echo 0); echo $((n + 1)) > "$FAKE_ADB_ROOT/heat"
+fi
+if [ "$1" = "thermalservice" ]; then
+  s=$((n > 3 ? 3 : n)); echo "IsStatusOverride: false"; echo "Thermal Status: $s"; exit 0
+fi
 if [ "$1" = "battery" ]; then
-cat <<'EOT'
+cat <<EOT
 Current Battery Service state:
   AC powered: false
   USB powered: true
@@ -146,7 +154,7 @@ Current Battery Service state:
   level: 87
   scale: 100
   voltage: 4213
-  temperature: 312
+  temperature: $((312 + 40 * n))
   technology: Li-ion
 EOT
 else
@@ -182,6 +190,7 @@ def install(root: Path, *, python: str = sys.executable, cpus: int = 8) -> Path:
         (d / "scaling_governor").write_text("schedutil\n")
         (d / "scaling_cur_freq").write_text(("2841600" if big else "1785600") + "\n")
         (d / "cpuinfo_max_freq").write_text(("3187200" if big else "2016000") + "\n")
+        (d / "scaling_max_freq").write_text(("3187200" if big else "2016000") + "\n")
     bindir = root / "bin"
     bindir.mkdir(exist_ok=True)
     launcher = bindir / "adb"

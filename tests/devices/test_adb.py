@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -166,3 +167,34 @@ def test_real_android_device(tiny):
     r = run_artifact(profile, tiny / "tflite-int8-s0", tiny / "batch.npz", overrides=FAST)
     assert r["ok"] and r["timing"]["mean_s"] > 0
     assert r["device_state"]["before"]["governor"]
+
+
+def test_a_phone_that_heats_up_is_invalid_with_its_numbers(fake_adb, tiny, monkeypatch):
+    """The stand-in reports a thermal status and battery temperature that climb with every reading:
+    the host compares its readings before, during and after, and says why the run is invalid."""
+    _install_benchmark_model(fake_adb)
+    monkeypatch.setenv("FAKE_ADB_HEAT", "1")
+    profile = resolve_device(f"adb:{SERIAL}?mode=benchmark_model")
+    r = run_artifact(profile, tiny / "tflite-int8-s0", tiny / "batch.npz", overrides=FAST)
+    assert r["ok"] and r["valid"] is False
+    assert re.fullmatch(r"thermal throttling: Android thermal status [0-2] -> 3 \(severe\) at .+",
+                        r["invalid_reasons"][0])
+    assert any(w.startswith("battery temperature rose 31.2 -> ") for w in r["warnings"])
+    monkeypatch.delenv("FAKE_ADB_HEAT")
+    (fake_adb / "heat").unlink()
+    cool = run_artifact(profile, tiny / "tflite-int8-s0", tiny / "batch.npz", overrides=FAST)
+    assert cool["valid"] is True and not cool["invalid_reasons"]
+
+
+def test_benchmark_model_stop_rule_and_op_profile(fake_adb, tiny):
+    _install_benchmark_model(fake_adb)
+    profile = resolve_device(f"adb:{SERIAL}?mode=benchmark_model")
+    r = run_artifact(profile, tiny / "tflite-int8-s0", tiny / "batch.npz", profile_ops=10,
+                     overrides={"min_runs": 10_000_000, "min_seconds": 0, "max_seconds": 0.3, "warmup_runs": 1,
+                                "warmup_seconds": 0})
+    assert r["valid"] is False
+    assert r["invalid_reasons"][0].startswith("stop rule not met: benchmark_model ran n=")
+    assert "--enable_op_profiling=true" in r["host"]["command"]
+    ops = r["op_profile"]["ops"]
+    assert r["op_profile"]["method"] == "benchmark_model --enable_op_profiling"
+    assert ops and ops[0]["op"] == "CONV_2D" and abs(sum(o["share"] for o in ops) - 1) < 0.01

@@ -180,19 +180,20 @@ def test_profiles_and_overrides():
     assert parsed.min_runs == 7 and parsed.max_seconds == 2.5
 
 
-def test_throttle_bits_make_run_invalid(monkeypatch):
+def test_throttle_bits_make_run_invalid():
+    invalid, _ = agent.rule_throttle([("process start", 0x0), ("start", 0x0), ("end", 0x50005)])
+    assert [r.split(":")[0] for r in invalid] == ["throttled during the run", "throttling occurred during the run"]
+    assert "0x50005 at end" in invalid[0] and "currently throttled" in invalid[0]
+    invalid, warnings = agent.rule_throttle([("process start", 0x50000), ("end", 0x50000)])  # only old sticky bits
+    assert invalid == [] and warnings[0].startswith("throttling had occurred before the run (get_throttled 0x50000)")
+    assert agent.rule_throttle([("process start", None), ("end", None)]) == ([], [])  # not a Pi
+
+
+def test_decoded_throttle_flags_after_the_run(monkeypatch):
     env = {"throttled_before": 0x0, "emulated": False}
-    monkeypatch.setattr(agent, "_throttled", lambda: 0x50005)  # throttled now + occurred
-    invalid, _warns = agent.finish_fingerprint(env)
-    assert invalid and "throttl" in invalid[0]
-    assert "currently throttled" in env["throttled_after_flags"]
-    env = {"throttled_before": 0x50000, "emulated": False}
-    monkeypatch.setattr(agent, "_throttled", lambda: 0x50000)  # only old, sticky bits
-    invalid, _warns = agent.finish_fingerprint(env)
-    assert invalid == []
-    env = {"throttled_before": None, "emulated": False}
-    monkeypatch.setattr(agent, "_throttled", lambda: None)  # not a Pi
-    assert agent.finish_fingerprint(env) == ([], [])
+    monkeypatch.setattr(agent, "_throttled", lambda: 0x50005)
+    assert agent.finish_fingerprint(env) == []
+    assert "currently throttled" in env["throttled_after_flags"] and env["throttled_after_hex"] == "0x50005"
 
 
 def test_emulation_detection(monkeypatch):
@@ -241,4 +242,4 @@ def test_write_json_atomic_sanitises_nan(tmp_path):
 def test_one_line_errors():
     assert agent.one_line("a\n  b\tc") == "a b c"
     assert len(agent.one_line("x" * 2000)) == 300
-    assert agent._error_text(ValueError("bad\nthing")) == "ValueError: bad thing"
+    assert agent._error_text(ValueError("bad\nthing")) == "ValueError: bad"  # the first line, as the host

@@ -24,7 +24,11 @@ def overrides(min_runs: int | None, min_seconds: float | None, max_seconds: floa
               help="local | pi4 | pi5 | android | pi4-emu | ssh://user@host:port | adb:SERIAL")
 @click.option("--artifacts", type=click.Path(path_type=Path), default=Path("artifacts"), show_default=True)
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default="quick", show_default=True)
-@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--threads", default=None,
+              help="Thread count, or a comma list (1,2,4: one settings row each); default: the device profile's.")
+@click.option("--profile-ops", type=click.IntRange(min=0), default=0, show_default=True,
+              help="After measuring, time N more invokes per operator (onnxruntime's profiler; on adb "
+                   "benchmark_model --enable_op_profiling; elsewhere the static op list).")
 @click.option("--eval", "do_eval", is_flag=True, help="Also run the labelled test split and report accuracy.")
 @click.option("--dataset", default=None, help="Test data (default: the dataset named in the artefacts' manifests).")
 @click.option("--eval-limit", type=click.IntRange(min=1), default=None,
@@ -39,23 +43,30 @@ def overrides(min_runs: int | None, min_seconds: float | None, max_seconds: floa
               help="Override the profile's cap per phase.")
 @json_option
 @command_errors
-def run_cmd(device: str, artifacts: Path, profile: str, threads: int, do_eval: bool, dataset: str | None,
-            eval_limit: int | None, db: Path, only: tuple[str, ...], force: bool, min_runs: int | None,
-            min_seconds: float | None, max_seconds: float | None, as_json: bool) -> None:
+def run_cmd(device: str, artifacts: Path, profile: str, threads: str | None, profile_ops: int, do_eval: bool,
+            dataset: str | None, eval_limit: int | None, db: Path, only: tuple[str, ...], force: bool,
+            min_runs: int | None, min_seconds: float | None, max_seconds: float | None, as_json: bool) -> None:
     """Measure size, latency and peak RSS of every artefact on a device."""
     from edgefair.bench.measure import discover_artifacts, measure_artifacts, select
     from edgefair.bench.tables import print_run_table
-    from edgefair.contracts.measurement import RunSettings
+    from edgefair.contracts.measurement import RunSettings, parse_threads
+    from edgefair.devices import resolve_device
 
-    settings = RunSettings(profile=profile, threads=threads, mode="both" if do_eval else "bench",
-                           overrides=overrides(min_runs, min_seconds, max_seconds), eval_limit=eval_limit)
-    total = len(select(discover_artifacts(artifacts), list(only) or None))
+    counts = parse_threads(threads, resolve_device(device).threads)
+    runs = [RunSettings(profile=profile, threads=t, mode="both" if do_eval else "bench",
+                        overrides=overrides(min_runs, min_seconds, max_seconds), eval_limit=eval_limit,
+                        profile_ops=profile_ops) for t in counts]
+    total = len(select(discover_artifacts(artifacts), list(only) or None)) * len(runs)
     done = 0
     with progress_bar(f"{device}", total) as update:
         def on_event(kind: str, name: str, info: dict) -> None:
             nonlocal done
             if kind == "start":
                 update(done, description=f"{device}: {name}")
+                return
+            if kind == "retry":
+                reasons = "; ".join(info.get("invalid_reasons") or [])
+                err.print(f"  {name}: invalid ({reasons}): measuring again after a cool-down", markup=False)
                 return
             done += 1
             update(done)
@@ -65,14 +76,18 @@ def run_cmd(device: str, artifacts: Path, profile: str, threads: int, do_eval: b
                 p50 = info.get("p50_ms")
                 err.print(f"  {name}: p50 {p50:.3f} ms" if p50 is not None else f"  {name}: measured", markup=False)
 
-        rows = measure_artifacts(artifacts=artifacts, device=device, db=db, settings=settings, dataset=dataset,
-                                 force=force, only=list(only) or None, on_event=on_event)
+        by_threads = {s.threads: measure_artifacts(artifacts=artifacts, device=device, db=db, settings=s,
+                                                   dataset=dataset, force=force, only=list(only) or None,
+                                                   on_event=on_event) for s in runs}
+    rows = [r for rs in by_threads.values() for r in rs]
     failed = [r for r in rows if r.status == "failed"]
     if as_json:
-        emit_json({"ok": not failed, "device": device, "db": str(db), "settings": settings.key_dict(),
-                   "artifacts": [asdict(r) for r in rows], "failed": len(failed)})
+        emit_json({"ok": not failed, "device": device, "db": str(db), "settings": runs[0].key_dict(),
+                   "threads": counts, "artifacts": [{**asdict(r), "threads": t} for t, rs in by_threads.items()
+                                                     for r in rs], "failed": len(failed)})
     else:
-        print_run_table(rows, device=device, with_accuracy=do_eval)
+        for t, rs in by_threads.items():
+            print_run_table(rs, device=f"{device}, {t} thread{'s' if t != 1 else ''}", with_accuracy=do_eval)
         err.print(f"results in {db} (raw latency samples in {db.parent / 'samples'})", markup=False)
     if failed:
         raise SystemExit(1)
