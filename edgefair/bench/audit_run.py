@@ -214,7 +214,9 @@ def audit_artifacts(req: AuditRequest, *, on_event: Event | None = None) -> tupl
             event("audited", name, summ.to_dict())
     if req.plots_dir is not None and ref_name in results:
         _plots(req.plots_dir, results, ref_name, data.attributes)
-    return summaries, {"reference": ref_name, "dataset": data.spec, "attributes": data.attributes, "results": results}
+    missing = sorted(set(by_name) - set(preds))
+    return summaries, {"reference": ref_name, "dataset": data.spec, "attributes": data.attributes, "results": results,
+                       "missing": missing}
 
 
 def _stored_summary(store: Store, name: str, aid: str, device: str, settings: dict, is_ref: bool) -> AuditSummary:

@@ -8,6 +8,7 @@ command runs.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,9 +20,11 @@ import numpy as np
 from edgefair.bench.console import CLIError
 from edgefair.bench.store import Store
 from edgefair.contracts.dataset import DatasetRef, Preprocessing
+from edgefair.contracts.jsonio import atomic_write_bytes
 from edgefair.contracts.manifest import MANIFEST, Manifest, read_manifest
 from edgefair.contracts.measurement import RunSettings, settings_key
 from edgefair.contracts.result import AgentResult
+from edgefair.devices.lock import device_lock
 
 Event = Callable[[str, str, dict], None]
 COOL_DOWN_S = 2.0  # pause before measuring an invalid run again
@@ -49,7 +52,7 @@ class ArtifactRow:
 
     name: str
     artifact_id: str
-    status: str  # measured | cached | failed
+    status: str  # measured | cached | failed | not-measured (the device run stopped before it)
     p50_ms: float | None = None
     p90_ms: float | None = None
     peak_rss_mb: float | None = None
@@ -120,10 +123,9 @@ def write_test_batch(dataset: Any, prep: Preprocessing, out: Path, *, split: str
     from edgefair.data.preprocess import samples_to_uint8
 
     samples = dataset.split(split)[:limit] if limit else dataset.split(split)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez(tmp, images=samples_to_uint8(samples, prep), ids=np.array([s.sample_id for s in samples]))
-    tmp.replace(out)
+    buf = io.BytesIO()
+    np.savez(buf, images=samples_to_uint8(samples, prep), ids=np.array([s.sample_id for s in samples]))
+    atomic_write_bytes(out, buf.getvalue())
     return out, {s.sample_id: s.label for s in samples}
 
 
@@ -157,13 +159,20 @@ def measure_artifacts(
     only: list[str] | None = None,
     on_event: Event | None = None,
     retries: int = 1,
+    keep_going: bool = False,
+    wait: bool = True,
 ) -> list[ArtifactRow]:
     """Run every artefact on ``device``; store each result in ``db`` as soon as it exists.
 
     Results already in the database for the same artefact × device × settings are not
     measured again unless ``force``. A failure of one artefact (device error, agent
-    error) is stored as failed and the loop goes on. A run flagged invalid is measured again
-    after a cool-down up to ``retries`` times (not for an unmet stop rule: it would recur).
+    error) is stored as failed and the loop goes on; a failure of the device or the link
+    (unreachable, authentication, no Python there) stops this device's run after that first
+    artefact — the others are ``not-measured``, nothing is stored for them — unless
+    ``keep_going``. A run flagged invalid is measured again after a cool-down up to
+    ``retries`` times (not for an unmet stop rule: it would recur). One measurement per
+    device at a time: the device's lock is held for the whole run (``wait=False`` refuses
+    when another process holds it).
     """
     from edgefair.devices import resolve_device
 
@@ -173,8 +182,10 @@ def measure_artifacts(
     profile = resolve_device(device)
     samples_dir = Path(db).parent / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
-    loop = _MeasureLoop(profile, settings, _Batches(ref, settings, samples_dir), samples_dir, event, retries)
-    with Store(Path(db)) as store:
+    loop = _MeasureLoop(profile, settings, _Batches(ref, settings, samples_dir), samples_dir, event, retries,
+                        keep_going)
+    with device_lock(profile.name, wait=wait, on_wait=lambda msg: event("wait", "", {"message": msg})), \
+            Store(Path(db)) as store:
         try:
             return [loop.one(store, art, force) for art in found]
         finally:
@@ -185,9 +196,11 @@ class _MeasureLoop:
     """Measures artefacts one by one on one device, reusing one open transport."""
 
     def __init__(self, profile: Any, settings: RunSettings, batches: _Batches, samples_dir: Path,
-                 event: Event, retries: int = 1) -> None:
+                 event: Event, retries: int = 1, keep_going: bool = False) -> None:
         self.profile, self.settings, self.batches = profile, settings, batches
         self.samples_dir, self.event, self.retries = samples_dir, event, retries
+        self.keep_going = keep_going
+        self.stopped: str | None = None  # the device failure that stopped this run
         self.key = settings.key_dict()
         self.transport: Any = None
 
@@ -197,6 +210,10 @@ class _MeasureLoop:
 
     def one(self, store: Store, art: Artifact, force: bool) -> ArtifactRow:
         store.put_artifact(art.manifest, art.folder)
+        if self.stopped is not None:
+            self.event("not-measured", art.name, {"error": self.stopped})
+            return ArtifactRow(art.name, art.artifact_id, "not-measured", error=self.stopped,
+                               size_bytes=art.manifest.file.size_bytes)
         if not force and store.has_run(art.artifact_id, self.profile.name, self.key):
             self.event("cached", art.name, {})
             return _row(art, store.get_run(art.artifact_id, self.profile.name, self.key), "cached")
@@ -228,6 +245,7 @@ class _MeasureLoop:
 
     def _attempt(self, art: Artifact, batch: Path) -> AgentResult:
         from edgefair.devices import DeviceError, open_transport, run_artifact
+        from edgefair.devices.runner import ArtifactRejected, RunFailed
 
         try:
             if self.transport is None:
@@ -236,15 +254,21 @@ class _MeasureLoop:
                                threads=self.settings.threads, profile_name=self.settings.profile,
                                overrides=self.settings.overrides or None, profile_ops=self.settings.profile_ops)
             return AgentResult.from_dict(doc)
-        except DeviceError as e:
+        except (RunFailed, ArtifactRejected) as e:  # this artefact failed; the device is fine
             return AgentResult.failure(str(e), getattr(e, "result", None))
+        except DeviceError as e:  # the device or the link failed: every artefact would
+            if not self.keep_going:
+                self.stopped = str(e)
+            return AgentResult.failure(str(e))
 
     def _save_samples(self, art: Artifact, result: AgentResult) -> str | None:
         samples = result.timing.samples_s
         if not samples:
             return None
         path = self.samples_dir / f"{art.artifact_id}-{self.profile.name}-{settings_key(self.key)}.npy"
-        np.save(path, np.asarray(samples, dtype=np.float64))
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(samples, dtype=np.float64))
+        atomic_write_bytes(path, buf.getvalue())
         return str(path)
 
 

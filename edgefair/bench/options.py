@@ -58,7 +58,8 @@ def command_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
             _fail(name, f"error: {one_line(e.strerror or str(e))}: {e.filename}", 1, as_json)
         except OSError as e:  # disk full, read-only file system ...
-            _fail(name, f"error: {error_text(e)}", 1, as_json)
+            where = f": {e.filename}" if e.filename else ""
+            _fail(name, f"error: {one_line(e.strerror or error_text(e))}{where}", 1, as_json)
         except Exception as e:  # a bug: one line for the user, the traceback in a file
             log = _internal_log(e)
             _fail(name, f"internal error: {error_text(e)} (traceback in {log})", EXIT_INTERNAL, as_json)

@@ -9,21 +9,12 @@ was measured with several thread counts on one device.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 TOP_OPS = 12
 
 
-class Row(Protocol):
-    name: str
-    target: str
-    device: str
-    p50_s: float | None
-    threads: int | None
-    op_profile: dict[str, Any] | None
-    sparsity_requested: float | None
-    ok: bool
-    emulated: bool
+Row = Any  # edgefair.bench.report.ReportRow (not imported: report imports this module)
 
 
 @dataclass

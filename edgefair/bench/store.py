@@ -89,8 +89,6 @@ class Store:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
         conn.row_factory = sqlite3.Row
         return conn
 
@@ -110,10 +108,12 @@ class Store:
                              f"{SCHEMA_VERSION}: upgrade edgefair to read it")
 
     def _create_or_migrate(self) -> None:
-        version = self._version()
+        version = self._version()  # read before anything is written: a newer file stays untouched
         if version is not None and version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema version {version} is newer than this edgefair's "
                              f"{SCHEMA_VERSION}: upgrade edgefair to read it")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         for step in range((version or SCHEMA_VERSION) + 1, SCHEMA_VERSION + 1):
             have = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
@@ -133,14 +133,21 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT; rolled back whole on any exception."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE … COMMIT; rolled back whole on any exception (a full disk included:
+        StoreError, and every result committed before it stays)."""
         try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: cannot write ({e}); this result was not stored, earlier ones are "
+                             "kept") from None
 
     # ------------------------------------------------------------ writes
     def put_artifact(self, manifest: Manifest, path: Path) -> str:

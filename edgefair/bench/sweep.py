@@ -125,6 +125,10 @@ class _Sweep:
                                  on_event=lambda k, n, i: self.event(
                                      "artifact", {"stage": "run", "device": device, "kind": k, "name": n}))
         self.outcome.failed += [f"run {r.name} on {device}: {r.error}" for r in rows if r.status == "failed"]
+        skipped = [r for r in rows if r.status == "not-measured"]
+        if skipped:
+            self.outcome.failed.append(f"run on {device}: stopped after a device failure, {len(skipped)} "
+                                       "artefact(s) not measured")
         self.outcome.stages.append({"stage": "run", "arch": arch, "device": device,
                                     "seconds": time.perf_counter() - t0, "statuses": _count(r.status for r in rows)})
 

@@ -36,6 +36,8 @@ def print_train_summary(result: dict[str, Any]) -> None:
             table.add_row(cell(attr), cell(name), str(g["n"]), units.pct(g["accuracy"]),
                           f"{units.points(best - g['accuracy'])} pt")
     err.print(table)
+    for w in result.get("warnings") or []:
+        err.print(f"[yellow]warning[/]: {cell(w)}")
     err.print(f"wrote {result['run']}/model.pt and model.json", markup=False)
 
 

@@ -13,12 +13,16 @@ EXIT_INTERRUPTED = 130
 
 
 class EdgefairError(Exception):
-    """A failure the user can act on; ``str(err)`` is one line naming the input and the problem."""
+    """A failure the user can act on; ``str(err)`` is one line naming the input and the problem
+    (line breaks in quoted input are folded into spaces, so the contract holds whatever the input)."""
 
     exit_code: int = EXIT_FAILURE
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
-        super().__init__(message)
+        text = str(message)
+        if "\n" in text or "\r" in text:
+            text = " ".join(text.split())
+        super().__init__(text)
         if exit_code is not None:
             self.exit_code = exit_code
 

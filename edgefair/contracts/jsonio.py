@@ -57,11 +57,13 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, mode: int = 0o644) -> P
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and not e.filename:  # name the file the user asked for
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
     return path
 

@@ -86,7 +86,7 @@ def read_emotion(path: Path) -> int:
         raise DatasetError(f"{path}: unreadable emotion file ({exc})") from exc
     lines = [(i, ln.split()) for i, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
     if len(lines) != 1 or len(lines[0][1]) != 1:
-        raise DatasetError(f"{path}: expected one number (e.g. 3.0000000e+00), got '{text.strip()[:40]}'")
+        raise DatasetError(f"{path}: expected one number (e.g. 3.0000000e+00), got {text.strip()[:40]!r}")
     line, (value,) = lines[0]
     return parse_int(value, "emotion", where(path, line), lo=0, hi=len(CLASSES) - 1)
 

@@ -60,6 +60,10 @@ class RunFailed(DeviceError):
         self.result = result
 
 
+class ArtifactRejected(DeviceError):
+    """The artefact itself cannot be run here (manifest, sha256, format for the mode): the device is fine."""
+
+
 @dataclass(frozen=True)
 class HostArtifact:
     """An artefact checked on the host: its manifest, model file and that file's sha256."""
@@ -80,14 +84,14 @@ def read_artifact(artifact_dir: Path) -> HostArtifact:
     try:
         manifest = read_manifest(artifact_dir)
     except ManifestError as e:  # names the manifest file already
-        raise DeviceError(str(e)) from None
+        raise ArtifactRejected(str(e)) from None
     model = artifact_dir / manifest.model_file
     if not model.is_file():
-        raise DeviceError(f"artefact {artifact_dir}: model file {manifest.model_file} missing")
+        raise ArtifactRejected(f"artefact {artifact_dir}: model file {manifest.model_file} missing")
     digest = sha256_file(model)
     if manifest.file.sha256.lower() != digest:
-        raise DeviceError(f"artefact {artifact_dir.name}: {manifest.model_file} sha256 {digest[:12]}… "
-                          f"does not match the manifest's {manifest.file.sha256.lower()[:12]}…")
+        raise ArtifactRejected(f"artefact {artifact_dir.name}: {manifest.model_file} sha256 {digest[:12]}… "
+                               f"does not match the manifest's {manifest.file.sha256.lower()[:12]}…")
     return HostArtifact(artifact_dir, manifest, model, digest)
 
 
@@ -209,7 +213,7 @@ def _dispatch(run: _Run, batch_npz: Path) -> dict:
         if run.transport.kind == "adb" and _adb_mode(run.profile) == "benchmark_model":
             return _run_benchmark_model(run)
         return _run_agent(run, batch_npz)
-    except RunFailed:
+    except (RunFailed, ArtifactRejected):
         raise
     except DeviceError as e:
         # The link failed: the device may have lost what we pushed (a reboot); push everything again next time.
@@ -368,7 +372,7 @@ def _verify_on_device(run: _Run, remote_model: str) -> str:
         raise DeviceError(f"{run.where}: cannot verify sha256 on the device "
                           f"({chk.last_error_line() or f'exit {chk.exit_code}'})")
     if dev_digest != run.artifact.sha256:
-        raise DeviceError(f"{run.where}: sha256 mismatch on the device: expected {run.artifact.sha256}, "
+        raise RunFailed(f"{run.where}: sha256 mismatch on the device: expected {run.artifact.sha256}, "
                           f"got {dev_digest}")
     return dev_digest
 
@@ -400,9 +404,11 @@ def _bm_env(run: _Run, before: dict | None, after: dict | None) -> dict[str, Any
 def _run_benchmark_model(run: _Run) -> dict:
     m = run.artifact.manifest
     if m.format != "tflite":
-        raise DeviceError(f"{run.where}: benchmark_model mode runs only TFLite artefacts (this one is {m.format})")
+        raise ArtifactRejected(f"{run.where}: benchmark_model mode runs only TFLite artefacts (this one is "
+                               f"{m.format})")
     if run.mode == "eval":
-        raise DeviceError(f"{run.where}: benchmark_model mode gives no predictions; evaluate accuracy on the host")
+        raise ArtifactRejected(f"{run.where}: benchmark_model mode gives no predictions; evaluate accuracy on "
+                               "the host")
     binary = run.profile.adb.benchmark_model if run.profile and run.profile.adb else "benchmark_model"
     protocol = _protocol(run)
     t0 = time.perf_counter()

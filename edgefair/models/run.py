@@ -54,6 +54,7 @@ def train_run(req: TrainRequest, *, progress: Callable[[str, float, float], None
                               f"{len(ds.class_names)}")
     prep = Preprocessing(size=req.size, channels=req.channels)
     train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
+    warnings = data_warnings(ds)
     xtr, ytr = samples_to_nchw(train, prep), labels_of(train)
     xva, yva = samples_to_nchw(val, prep), labels_of(val)
     xte, yte = samples_to_nchw(test, prep), labels_of(test)
@@ -74,7 +75,7 @@ def train_run(req: TrainRequest, *, progress: Callable[[str, float, float], None
         preprocessing=prep.to_dict(), arch_kwargs=dict(req.arch_kwargs),
         dataset={**dataset_ref(spec, ds, seed=req.seed).to_dict(), "source": ds.source},
         seed=req.seed, epochs=req.epochs,
-        metrics={"test": summary, "best_epoch": history["best_epoch"],
+        metrics={"test": summary, "warnings": warnings, "best_epoch": history["best_epoch"],
                  "best_val_accuracy": history["best_val_accuracy"],
                  "train_seconds": train_s, "params": total, "nonzero_params": nonzero, "history": history["epochs"],
                  "train_config": cfg.to_dict(), **req.tags},
@@ -87,4 +88,15 @@ def train_run(req: TrainRequest, *, progress: Callable[[str, float, float], None
     return {"run": str(out), "arch": req.arch, "dataset": req.dataset, "epochs": req.epochs, "seed": req.seed,
             "params": total, "train_seconds": train_s, "total_seconds": time.perf_counter() - t_start,
             "best_epoch": history["best_epoch"], "best_val_accuracy": history["best_val_accuracy"],
-            "test": summary, "checkpoint_sha256": meta.checkpoint_sha256}
+            "test": summary, "checkpoint_sha256": meta.checkpoint_sha256, "warnings": warnings}
+
+
+def data_warnings(ds: Any) -> list[str]:
+    """What makes a training run's numbers meaningless: too few classes present in a split."""
+    out = []
+    for split in ("train", "test"):
+        present = sorted({ds.class_names[s.label] for s in ds.split(split)})
+        if len(present) < 2:
+            out.append(f"the {split} split holds one class only ({', '.join(present)}): accuracy says nothing; "
+                       "check the labels")
+    return out

@@ -44,7 +44,8 @@ def fairness_cmd(artifacts: Path, dataset: str | None, device: str, attributes: 
     with progress_bar("auditing", None) as update:
         summaries, full = audit_artifacts(req, on_event=lambda k, n, i: update(0, description=f"{k}: {n}"[:60]))
     if as_json:
-        emit_json({"reference": full["reference"], "dataset": full["dataset"], "device": device,
+        emit_json({"ok": not full["missing"], "not_audited": full["missing"], "reference": full["reference"],
+                   "dataset": full["dataset"], "device": device,
                    "attributes": full["attributes"], "summaries": [s.to_dict() for s in summaries],
                    "audits": {k: v.to_dict() for k, v in full["results"].items()}, "plots": str(plots)})
     else:
@@ -53,5 +54,9 @@ def fairness_cmd(artifacts: Path, dataset: str | None, device: str, attributes: 
             err.print(format_table(res), markup=False, highlight=False)
         print_audit_table(summaries, reference=full["reference"])
         err.print(f"plots in {plots}/group-accuracy-*.png; audits stored in {db}", markup=False)
+    if full["missing"]:
+        err.print(f"bench fairness: error: {len(full['missing'])} artefact(s) not audited, their evaluation run "
+                  f"failed: {', '.join(full['missing'])} (see bench run --eval)", markup=False)
+        raise SystemExit(1)
     if fail_on_verdict and any(s.verdict != "pass" for s in summaries if not s.is_reference):
         raise SystemExit(1)

@@ -41,14 +41,17 @@ def overrides(min_runs: int | None, min_seconds: float | None, max_seconds: floa
               help="Override the profile's minimum measurement time.")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Override the profile's cap per phase.")
+@click.option("--keep-going", is_flag=True,
+              help="After a device or link failure, still try every artefact (default: stop after the first).")
+@click.option("--no-wait", is_flag=True, help="Refuse, instead of waiting, when another run holds the device.")
 @json_option
 @command_errors
 def run_cmd(device: str, artifacts: Path, profile: str, threads: str | None, profile_ops: int, do_eval: bool,
             dataset: str | None, eval_limit: int | None, db: Path, only: tuple[str, ...], force: bool,
-            min_runs: int | None, min_seconds: float | None, max_seconds: float | None, as_json: bool) -> None:
+            min_runs: int | None, min_seconds: float | None, max_seconds: float | None, keep_going: bool,
+            no_wait: bool, as_json: bool) -> None:
     """Measure size, latency and peak RSS of every artefact on a device."""
     from edgefair.bench.measure import discover_artifacts, measure_artifacts, select
-    from edgefair.bench.tables import print_run_table
     from edgefair.contracts.measurement import RunSettings, parse_threads
     from edgefair.devices import resolve_device
 
@@ -57,37 +60,59 @@ def run_cmd(device: str, artifacts: Path, profile: str, threads: str | None, pro
                         overrides=overrides(min_runs, min_seconds, max_seconds), eval_limit=eval_limit,
                         profile_ops=profile_ops) for t in counts]
     total = len(select(discover_artifacts(artifacts), list(only) or None)) * len(runs)
-    done = 0
     with progress_bar(f"{device}", total) as update:
-        def on_event(kind: str, name: str, info: dict) -> None:
-            nonlocal done
-            if kind == "start":
-                update(done, description=f"{device}: {name}")
-                return
-            if kind == "retry":
-                reasons = "; ".join(info.get("invalid_reasons") or [])
-                err.print(f"  {name}: invalid ({reasons}): measuring again after a cool-down", markup=False)
-                return
-            done += 1
-            update(done)
+        on_event = _RunProgress(device, update)
+        by_threads = {s.threads: measure_artifacts(artifacts=artifacts, device=device, db=db, settings=s,
+                                                   dataset=dataset, force=force, only=list(only) or None,
+                                                   on_event=on_event, keep_going=keep_going, wait=not no_wait)
+                      for s in runs}
+    _report(device, db, runs, counts, by_threads, do_eval, as_json)
+
+
+class _RunProgress:
+    """Progress bar and one line per artefact; waits and retries said once."""
+
+    def __init__(self, device: str, update: Any) -> None:
+        self.device, self.update, self.done = device, update, 0
+
+    def __call__(self, kind: str, name: str, info: dict) -> None:
+        if kind == "start":
+            self.update(self.done, description=f"{self.device}: {name}")
+        elif kind == "wait":
+            err.print(info.get("message", ""), markup=False)
+        elif kind == "retry":
+            reasons = "; ".join(info.get("invalid_reasons") or [])
+            err.print(f"  {name}: invalid ({reasons}): measuring again after a cool-down", markup=False)
+        else:
+            self.done += 1
+            self.update(self.done)
             if kind == "failed":
                 err.print(f"  {name}: failed: {info.get('error')}", markup=False)
             elif kind == "done":
                 p50 = info.get("p50_ms")
                 err.print(f"  {name}: p50 {p50:.3f} ms" if p50 is not None else f"  {name}: measured", markup=False)
 
-        by_threads = {s.threads: measure_artifacts(artifacts=artifacts, device=device, db=db, settings=s,
-                                                   dataset=dataset, force=force, only=list(only) or None,
-                                                   on_event=on_event) for s in runs}
+
+def _report(device: str, db: Path, runs: list, counts: list[int], by_threads: dict, do_eval: bool,
+            as_json: bool) -> None:
+    from edgefair.bench.tables import print_run_table
+
     rows = [r for rs in by_threads.values() for r in rs]
     failed = [r for r in rows if r.status == "failed"]
+    skipped = [r for r in rows if r.status == "not-measured"]
+    stopped = skipped[0].error if skipped else None
     if as_json:
         emit_json({"ok": not failed, "device": device, "db": str(db), "settings": runs[0].key_dict(),
                    "threads": counts, "artifacts": [{**asdict(r), "threads": t} for t, rs in by_threads.items()
-                                                     for r in rs], "failed": len(failed)})
+                                                     for r in rs], "failed": len(failed),
+                   "not_measured": len(skipped), "stopped": stopped})
     else:
         for t, rs in by_threads.items():
-            print_run_table(rs, device=f"{device}, {t} thread{'s' if t != 1 else ''}", with_accuracy=do_eval)
+            print_run_table([r for r in rs if r.status != "not-measured"],
+                            device=f"{device}, {t} thread{'s' if t != 1 else ''}", with_accuracy=do_eval)
         err.print(f"results in {db} (raw latency samples in {db.parent / 'samples'})", markup=False)
+    if stopped:
+        err.print(f"bench run: error: {stopped}; stopped after the first failure: {len(skipped)} artefact(s) not "
+                  "measured (--keep-going tries every artefact)", markup=False)
     if failed:
         raise SystemExit(1)
