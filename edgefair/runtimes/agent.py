@@ -78,7 +78,7 @@ CONTENTION_MAX_INVOLUNTARY_CS = 50.0  # involuntary context switches per second
 FREQUENCY_MAX_DROP = 0.10            # a core's clock falling by more than this share
 TEMPERATURE_MAX_RISE_C = 10.0        # warning: hotter by this much at the end
 LOAD_PER_CORE_WARN = 1.0             # warning: 1-minute load / cores before the run
-INSTABILITY_MAX_CV = 0.25            # warning: std / mean of the samples
+INSTABILITY_MAX_CV = 0.5             # warning: std / mean of the samples
 INSTABILITY_MAX_P99_P50 = 2.5        # warning: p99 / p50
 MIN_EFFECTIVE_N = 100               # warning: n * (1 - r1) / (1 + r1) below this (p50 interval too narrow)
 
