@@ -10,6 +10,7 @@ renamed into place. Artefacts whose conversion key is unchanged are reused (``ca
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -99,6 +100,7 @@ class _Exporter:
         self.results: dict[tuple[str, float], TargetResult] = {}
         self.total = len(req.targets) * len(req.sparsities)
         self.pool: Any = None
+        self._torch_threads = 0
         self.levels: list[_levels.Level] = []
 
     # -- progress ---------------------------------------------------------------------
@@ -173,17 +175,23 @@ class _Exporter:
         finally:
             if self.pool is not None:  # on an error or Ctrl-C, do not wait for a conversion nobody will use
                 self.pool.close(timeout=30 if completed else 0)
+                _restore_torch_threads(self._torch_threads)
             shutil.rmtree(work, ignore_errors=True)
             self.staging.remove_if_empty()
 
     def _start_tflite(self, plan: _Plan, work: Path, data: Any) -> None:
         if not any(TARGETS[t].format == "tflite" for ts in plan.build.values() for t in ts):
             return
-        from edgefair.export.tflite_convert import TFLitePool
+        import torch
+
+        from edgefair.export.tflite_convert import TFLitePool, split_cores
 
         self.calib_npy = work / "calib_nhwc.npy"
         np.save(self.calib_npy, data.calib_u8.astype(np.float32) / np.float32(255.0))
-        self.pool = TFLitePool(self.req.out / "export.log")
+        converter_threads, own_threads = split_cores(os.cpu_count() or 1)
+        self.pool = TFLitePool(self.req.out / "export.log", threads=converter_threads)
+        self._torch_threads = torch.get_num_threads()
+        torch.set_num_threads(own_threads)
 
     # -- one sparsity level -----------------------------------------------------------
     def _level(self, s: float, targets: list[str], recheck: list[tuple[str, Any]], work: Path) -> None:
@@ -317,3 +325,9 @@ def export_matrix(run_dir: Path | str, *, targets: Sequence[str] | str, sparsiti
                        seconds=time.perf_counter() - t0, log=str(req.out / "export.log"))
     ex.log.write(f"=== done in {rep.seconds:.1f} s: {rep.counts()}")
     return rep
+
+
+def _restore_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)

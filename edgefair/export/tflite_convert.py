@@ -171,6 +171,13 @@ class WorkerDied(RuntimeError):
     """The converter process ended while a job was pending."""
 
 
+def split_cores(cores: int) -> tuple[int, int]:
+    """(converter threads, exporting process threads): onnx2tf runs beside the next level's
+    fine-tune, so the two share the cores instead of both spreading over all of them."""
+    converter = max(1, cores // 2)
+    return converter, max(1, cores - converter)
+
+
 class TFLitePool:
     """One worker process (``python -m edgefair.export.tflite_convert``) that runs onnx2tf jobs in order.
 
@@ -179,7 +186,7 @@ class TFLitePool:
     the caller's ``__main__`` being importable.
     """
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, *, threads: int = 0):
         import subprocess
         import threading
 
@@ -190,6 +197,10 @@ class TFLitePool:
         env = dict(os.environ, EDGEFAIR_RESULT_FD=str(w), TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
         env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         env.setdefault("CUDA_VISIBLE_DEVICES", "")
+        if threads:  # its share of the cores: the exporting process fine-tunes the next level meanwhile
+            for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+                env.setdefault(name, str(threads))
+            env.setdefault("TF_NUM_INTEROP_THREADS", "1")
         with open(log_path, "ab") as log:
             self._proc = subprocess.Popen([sys.executable, "-m", "edgefair.export.tflite_convert"],
                                           stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(w,), env=env,
