@@ -215,3 +215,28 @@ def test_the_agent_killed_like_the_oom_killer_does_is_a_failed_run(tmp_path):
     res = json.loads(out.read_text())
     assert proc.returncode == 1 and res["ok"] is False
     assert res["error"].startswith("agent worker killed by SIGKILL during load")
+
+
+_WRITER = """
+import sys
+from edgefair.bench.store import Store
+path, who = sys.argv[1], sys.argv[2]
+with Store(path) as store:
+    for i in range(150):
+        store.put_stage(f"{who}-{i}", "test", "done", {"i": i, "who": who})
+"""
+
+
+def test_two_writers_on_one_database_both_land(tmp_path):
+    """Two sweeps (or runs on two devices) writing one database at once: every write goes
+    through ``Store.transaction`` (BEGIN IMMEDIATE, WAL, a 30 s busy timeout), so both
+    processes, starting together on a database neither has created, land every row."""
+    db = tmp_path / "shared.db"
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), who], stderr=subprocess.PIPE, text=True)
+               for who in ("a", "b")]
+    errors = [w.communicate(timeout=300)[1] for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    with sqlite3.connect(db) as c:
+        keys = {k for (k,) in c.execute("SELECT key FROM stages")}
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert keys == {f"{who}-{i}" for who in "ab" for i in range(150)}
