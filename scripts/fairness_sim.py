@@ -36,7 +36,7 @@ from edgefair.fairness import simulate as sim  # noqa: E402
 from edgefair.fairness.clusters import cluster_layout  # noqa: E402
 from edgefair.fairness.gaps import GroupEvidence  # noqa: E402
 
-LOWERED = {"min_subjects": 2, "min_n": 1}  # every group tested: the test itself, in every cell
+LOWERED: dict[str, Any] = {"min_subjects": 2, "min_n": 1}  # every group tested: the test itself, in every cell
 
 
 def _pct(rate: tuple[float, tuple[float, float]]) -> str:
@@ -72,19 +72,21 @@ def false_alarms(audits: int, seed: int, designs: Sequence[sim.Design], log: Cal
 
 def _fa_table(rows: list[dict], old: dict[str, Any] | None) -> list[str]:
     head = ("| subjects/group | images/subject | tested at defaults | verdict gap-widened % [95% CI] "
-            "| any verdict test significant % | insufficient-evidence % | every group tested (min_subjects=2, min_n=1): "
-            "gap-widened % | any verdict test % |")
-    out = [head + (" old audit: gap-widened % |" if old else ""),
-           "|" + "---|" * (8 + bool(old))]
+            "| any verdict test significant % | insufficient-evidence % "
+            "| every group tested (min_subjects=2, min_n=1): gap-widened % | any verdict test % |")
+    out = [head + (" old audit, min_n=1: gap-widened % | old: any gap-change test % |" if old else ""),
+           "|" + "---|" * (8 + 2 * bool(old))]
     for r in rows:
         d, a, b = r["design"], r["default"], r["lowered"]
         shape = "×".join(str(s) for s in d.subjects) if len(set(d.subjects)) > 1 else str(d.subjects[0])
         label = shape + ("" if d.subject_ids else " (no subject ids)")
         cells = [label, str(d.images), r["tested"], _pct(a.rate("gap_widened")), _pct(a.rate("any_verdict_test")),
-                 f"{100 * a.insufficient / a.audits:.0f}", _pct(b.rate("gap_widened")), _pct(b.rate("any_verdict_test"))]
+                 f"{100 * a.insufficient / a.audits:.0f}", _pct(b.rate("gap_widened")),
+                 _pct(b.rate("any_verdict_test"))]
         if old:
             o = old.get(d.name)
-            cells.append("n/a" if o is None else _pct(_rate(o["gap_widened"], o["audits"])))
+            cells += (["n/a", "n/a"] if o is None else
+                      [_pct(_rate(o["gap_widened"], o["audits"])), _pct(_rate(o["any_verdict_test"], o["audits"]))])
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -122,7 +124,8 @@ def _min_subjects_table(rows: list[dict]) -> list[str]:
            "|---|---|---|"]
     for r in rows:
         d = r["design"]
-        out.append(f"| {d.subjects[0]} | {_pct(r['power'].rate('gap_widened'))} | {_pct(r['null'].rate('gap_widened'))} |")
+        caught, alarms = _pct(r["power"].rate("gap_widened")), _pct(r["null"].rate("gap_widened"))
+        out.append(f"| {d.subjects[0]} | {caught} | {alarms} |")
     return out
 
 
@@ -130,8 +133,9 @@ def min_subjects(audits: int, seed: int, log: Callable[[str], None], subjects: S
     rows = []
     for d in sim.min_subject_designs(subjects):
         t0 = time.perf_counter()
+        null = replace(d, name=d.name + "-null", widen=0.0)
         rows.append({"design": d, "power": sim.run(d, audits=audits, seed=seed, **LOWERED),
-                     "null": sim.run(replace(d, name=d.name + "-null", widen=0.0), audits=audits, seed=seed, **LOWERED)})
+                     "null": sim.run(null, audits=audits, seed=seed, **LOWERED)})
         log(f"{d.name}: {time.perf_counter() - t0:.0f} s")
     return rows
 
@@ -247,7 +251,7 @@ METHODS: dict[str, Callable[..., np.ndarray]] = {
     "permutation (studentised)": _permutation,
 }
 
-METHOD_VARIANTS = {
+METHOD_VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},
     "heavy clustering (sigma 2, Beta(0.5, 0.5) sensitivity, drop 10 pt)": {"sigma": 2.0, "concentration": 1.0,
                                                                              "sensitivity": 0.5, "drop": 0.10},
@@ -295,21 +299,24 @@ designs = {d.name: d for d in sim.false_alarm_designs() + sim.power_designs()}
 req = json.loads(sys.argv[1])
 out = {}
 for name in req["names"]:
-    t = sim.run(designs[name], audits=req["audits"], seed=req["seed"])
-    out[name] = {"audits": t.audits, "gap_widened": t.gap_widened, "gender_widened": t.gender_widened}
+    t = sim.run(designs[name], audits=req["audits"], seed=req["seed"], **req["settings"])
+    out[name] = {"audits": t.audits, "gap_widened": t.gap_widened, "gender_widened": t.gender_widened,
+                 "any_verdict_test": t.any_verdict_test}
 print(json.dumps(out))
 """
 
 
-def old_audit(ref: str, names: Sequence[str], audits: int, seed: int) -> dict[str, Any]:
-    """Run designs through the audit of git revision ``ref`` (its edgefair.fairness, this simulate.py)."""
+def old_audit(ref: str, names: Sequence[str], audits: int, seed: int, **settings: Any) -> dict[str, Any]:
+    """Run designs through the audit of git revision ``ref`` (its edgefair.fairness, this simulate.py);
+    ``settings`` go to its audit() where it accepts them."""
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "edgefair/__init__.py", "edgefair/fairness"],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         (Path(tmp) / "edgefair/fairness/simulate.py").write_text((ROOT / "edgefair/fairness/simulate.py").read_text())
         proc = subprocess.run(
-            [sys.executable, "-c", _OLD_RUNNER, json.dumps({"names": list(names), "audits": audits, "seed": seed})],
+            [sys.executable, "-c", _OLD_RUNNER,
+             json.dumps({"names": list(names), "audits": audits, "seed": seed, "settings": settings})],
             check=True, capture_output=True, text=True, env={"PYTHONPATH": tmp, "PATH": "/usr/bin:/bin"}, cwd=tmp,
         )
     result: dict[str, Any] = json.loads(proc.stdout)
@@ -352,7 +359,8 @@ def build(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple
     meth = methods(args.method_reps, args.seed, log) if args.methods else []
     old = None
     if args.old:
-        old = old_audit(args.old, [d.name for d in fa_designs], min(audits, 200), args.seed)
+        # every group tested (the old audit has min_n only): what its tests do in each cell
+        old = old_audit(args.old, [d.name for d in fa_designs], min(audits, 200), args.seed, min_n=1)
         old.update(old_audit(args.old, [d.name for d in pw_designs], min(p_audits, 100), args.seed))
     results.update(false_alarms=fa, power=pw, min_subjects=ms, coverage=cov, methods=meth, old=old,
                    seconds=time.perf_counter() - t0)
@@ -362,14 +370,15 @@ def build(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple
     lines += [f"**False alarms** (no widening; every group loses 2 points, the reference has a 10-point gap "
               f"0.80 vs 0.70; {audits} audits per row, {max(1, audits // 5)} at the defaults where a group is "
               f"untested there (insufficient-evidence by design), {p_audits} for the last row"
-              + (f"; old audit: revision {args.old}, {min(audits, 200)} audits" if old else "") + "):", ""]
+              + (f"; old audit: revision {args.old}, {min(audits, 200)} audits, min_n=1 so that every group "
+                 "is tested" if old else "") + "):", ""]
     lines += _fa_table(fa, old) + [""]
     lines += [f"**Power** (150 subjects per gender group × 4 images; the planted widening is in one gender group; "
               f"{p_audits} audits per row" + (f", old audit {min(p_audits, 100)}" if old else "") + "):", ""]
     lines += _power_table(pw, old) + [""]
     lines += [f"**min_subjects** (every group tested, {p_audits} audits per row):", ""] + _min_subjects_table(ms) + [""]
-    lines += [f"**Coverage** of per-group accuracy intervals (reference model, nominal 95 %, {audits} audits × 2 groups):",
-              ""] + _coverage_table(cov) + [""]
+    lines += [f"**Coverage** of per-group accuracy intervals (reference model, nominal 95 %, {audits} audits "
+              "× 2 groups):", ""] + _coverage_table(cov) + [""]
     if meth:
         lines += ["**Candidate tests** for the gap change:", ""] + _methods_table(meth) + [""]
     return "\n".join(lines), _jsonable(results)
@@ -378,7 +387,8 @@ def build(args: argparse.Namespace, log: Callable[[str], None] = print) -> tuple
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the fast subset (the test suite runs it)")
-    ap.add_argument("--audits", type=int, default=0, help="audits per false-alarm / coverage row (default 500; quick 120)")
+    ap.add_argument("--audits", type=int, default=0,
+                    help="audits per false-alarm / coverage row (default 500; quick 120)")
     ap.add_argument("--power-audits", type=int, default=0, help="audits per power row (default 200; quick 60)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", action="store_true", help="also compare candidate tests for the gap change")

@@ -44,7 +44,7 @@ NULL_MEANS: dict[str, str] = {
     "reference_accuracy_ci": "no reference_pred given",
     "accuracy_change": "no reference_pred given",
     "churn": "no reference_pred given",
-    "gap_change": "no reference_pred given; or the group is untested, is best_group, or no group is tested",
+    "gap_change": "no reference_pred given; or the group is best_group or more accurate than it, or no group is tested",
     "best_group": "no group is tested",
     "relative_accuracy": "reference accuracy is 0",
     "cev": "no class has a non-zero reference FPR and FNR (see excluded_classes)",
