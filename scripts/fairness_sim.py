@@ -74,7 +74,8 @@ def _fa_table(rows: list[dict], old: dict[str, Any] | None) -> list[str]:
     head = ("| subjects/group | images/subject | tested at defaults | verdict gap-widened % [95% CI] "
             "| any verdict test significant % | insufficient-evidence % "
             "| every group tested (min_subjects=2, min_n=1): gap-widened % | any verdict test % |")
-    out = [head + (" old audit, min_n=1: gap-widened % | old: any gap-change test % |" if old else ""),
+    old_head = " old audit, min_n=1: gap-widened % | old: gap-change test p < 0.05 (unadjusted) % |"
+    out = [head + (old_head if old else ""),
            "|" + "---|" * (8 + 2 * bool(old))]
     for r in rows:
         d, a, b = r["design"], r["default"], r["lowered"]
@@ -86,7 +87,7 @@ def _fa_table(rows: list[dict], old: dict[str, Any] | None) -> list[str]:
         if old:
             o = old.get(d.name)
             cells += (["n/a", "n/a"] if o is None else
-                      [_pct(_rate(o["gap_widened"], o["audits"])), _pct(_rate(o["any_verdict_test"], o["audits"]))])
+                      [_pct(_rate(o["gap_widened"], o["audits"])), _pct(_rate(o["raw_gap_test"], o["audits"]))])
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -301,7 +302,7 @@ out = {}
 for name in req["names"]:
     t = sim.run(designs[name], audits=req["audits"], seed=req["seed"], **req["settings"])
     out[name] = {"audits": t.audits, "gap_widened": t.gap_widened, "gender_widened": t.gender_widened,
-                 "any_verdict_test": t.any_verdict_test}
+                 "any_verdict_test": t.any_verdict_test, "raw_gap_test": t.raw_gap_test}
 print(json.dumps(out))
 """
 

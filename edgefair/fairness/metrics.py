@@ -9,11 +9,15 @@ change under compression.
 - prediction churn: the share of a group's samples whose prediction differs from the
   reference's (Wilson on the effective sample size, as accuracy).
 
-Intervals of the first three are percentile intervals of a stratified subject
-bootstrap (``bootstrap``): each group resamples its own subjects, so every replicate
-keeps every group and a subject's images together; the artefact and the reference
-are read off the SAME replicates, so a change's interval is paired. Descriptive only:
-none of these is tested or enters a family.
+Intervals of the first three come from a stratified subject bootstrap
+(``bootstrap``): each group resamples its own subjects, so every replicate keeps every
+group and a subject's images together; the artefact and the reference are read off
+the SAME replicates, so a change's interval is paired. Macro-F1 and recall use the
+percentile interval; demographic parity and equalised odds are spreads (max - min,
+then a max over classes), which noise alone makes positive and resampling inflates
+further, so theirs is the basic interval (2 x estimate - replicate quantiles, clipped
+at 0 for the values), as for CEV/SDE. Descriptive only: none of these is tested or
+enters a family.
 """
 
 from __future__ import annotations
@@ -88,12 +92,16 @@ def _spread(rate: np.ndarray, tested: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(best), best, np.nan)
 
 
-def _interval(reps: np.ndarray, alpha: float) -> Interval | None:
+def _interval(reps: np.ndarray, alpha: float, basic: float | None = None, floor: float = -np.inf) -> Interval | None:
+    """Percentile interval of the replicates, or with ``basic`` = the estimate the basic
+    bootstrap interval [2 e - q_hi, 2 e - q_lo], bounded below by ``floor``."""
     finite = reps[np.isfinite(reps)]
     if finite.size < 2:
         return None
     lo, hi = np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(lo), float(hi)
+    if basic is not None:
+        lo, hi = 2 * basic - hi, 2 * basic - lo
+    return float(max(lo, floor)), float(max(hi, floor))
 
 
 def _value(x: float) -> float | None:
@@ -101,14 +109,19 @@ def _value(x: float) -> float | None:
 
 
 def _metric(point: float, reps: np.ndarray, ref_point: float | None, ref_reps: np.ndarray | None,
-            alpha: float) -> Metric:
-    m = Metric(value=_value(point), ci=_interval(reps, alpha) if np.isfinite(point) else None)
+            alpha: float, *, spread: bool = False) -> Metric:
+    """``spread``: basic intervals (values clipped at 0), see the module docstring."""
+
+    def ci(estimate: float, r: np.ndarray, floor: float) -> Interval | None:
+        return _interval(r, alpha, basic=estimate if spread else None, floor=floor if spread else -np.inf)
+
+    m = Metric(value=_value(point), ci=ci(point, reps, 0.0) if np.isfinite(point) else None)
     if ref_point is not None and ref_reps is not None:
         m.reference = _value(ref_point)
-        m.reference_ci = _interval(ref_reps, alpha) if np.isfinite(ref_point) else None
+        m.reference_ci = ci(ref_point, ref_reps, 0.0) if np.isfinite(ref_point) else None
         if m.value is not None and m.reference is not None:
             m.change = m.value - m.reference
-            m.change_ci = _interval(reps - ref_reps, alpha)
+            m.change_ci = ci(m.change, reps - ref_reps, -np.inf)
     return m
 
 
@@ -191,7 +204,7 @@ def group_metrics(
     for which in ("dp", "eo"):
         point, reps = parity(art, which)
         if ref is None:
-            attr[which] = _metric(point, reps, None, None, alpha)
+            attr[which] = _metric(point, reps, None, None, alpha, spread=True)
         else:
-            attr[which] = _metric(point, reps, *parity(ref, which), alpha)
+            attr[which] = _metric(point, reps, *parity(ref, which), alpha, spread=True)
     return groups, AttributeMetrics(demographic_parity=attr["dp"], equalized_odds=attr["eo"])

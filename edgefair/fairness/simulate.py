@@ -137,6 +137,12 @@ def _any_verdict_test(result: Any) -> bool:
     return any(c.kind == "gap-change" and c.significant for c in result.comparisons)
 
 
+def _raw_gap_test(result: Any, alpha: float) -> bool:
+    """Some gap change has an unadjusted p < alpha: the level of the test itself (with one
+    two-group attribute there is one gap change, whatever the family around it)."""
+    return any(c.kind == "gap-change" and c.p_value is not None and c.p_value < alpha for c in result.comparisons)
+
+
 @dataclass
 class Tally:
     """Counts over the audits of one design."""
@@ -147,6 +153,7 @@ class Tally:
     gap_widened: int = 0
     gender_widened: int = 0
     any_verdict_test: int = 0
+    raw_gap_test: int = 0
     insufficient: int = 0
     verdict_tests: int = 0  # summed family sizes
     covered: int = 0
@@ -197,6 +204,7 @@ def run(
         tally.gap_widened += "gap-widened" in flags
         tally.gender_widened += _gender_widened(result)
         tally.any_verdict_test += _any_verdict_test(result)
+        tally.raw_gap_test += _raw_gap_test(result, settings.get("alpha", 0.05))
         tally.insufficient += "insufficient-evidence" in flags
         tally.verdict_tests += sum(1 for c in result.comparisons if c.kind == "gap-change" and c.p_value is not None)
     return tally

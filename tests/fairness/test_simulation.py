@@ -1,8 +1,10 @@
 """The fast part of scripts/fairness_sim.py: false alarms where the audit before issue 10
 raised them, power that survives extra attributes and intersections, coverage of the
-per-group accuracy intervals. The bounds leave room for simulation noise (each is
-crossed by chance with probability < 1 %) yet the old audit crosses them (see
-docs/fairness.md for its numbers in the same designs)."""
+per-group accuracy intervals. The bounds leave room for simulation noise (the audit
+crosses each by chance with probability < 1 %) yet the audit before this change
+(d8060bd) crosses them: its gap-change test rejects in 16 % and 19 % of the null audits
+with 2 and 3 subjects per group, catches 26 % of the widenings with intersections, and
+its plain Wilson intervals cover 81.5 % (docs/fairness.md, same designs and seeds)."""
 
 from __future__ import annotations
 
@@ -15,18 +17,18 @@ from edgefair.fairness import simulate as sim
 LOWERED = {"min_subjects": 2, "min_n": 1}  # every group tested
 
 
-def test_no_false_alarms_with_few_subjects_when_every_group_is_tested():
-    # old audit: 16 % (2 subjects x 10 images) and 12 % (3 x 10) in this design
+def test_gap_change_test_keeps_its_level_with_few_subjects():
+    """The verdict's test itself (unadjusted p of the one gap change), every group tested."""
     for subjects in (2, 3):
         t = sim.run(sim.Design(f"null-{subjects}x10", subjects=(subjects, subjects), images=10), audits=120,
                     **LOWERED)
-        assert t.rate("any_verdict_test")[0] <= 0.06, t
+        assert t.rate("raw_gap_test")[0] <= 0.06, t
 
 
 def test_ck_plus_shape_keeps_its_level_and_is_tested_at_the_defaults():
     t = sim.run(sim.Design("null-CK+-12f-6m-x10", subjects=(12, 6), images=10), audits=150)
     assert t.insufficient == 0  # 6 subjects >= min_subjects: tested
-    assert t.rate("gap_widened")[0] <= 0.06, t
+    assert t.rate("gap_widened")[0] <= 0.06 and t.rate("raw_gap_test")[0] <= 0.06, t
 
 
 def test_two_subjects_per_group_is_insufficient_evidence_at_the_defaults():
@@ -37,10 +39,10 @@ def test_two_subjects_per_group_is_insufficient_evidence_at_the_defaults():
 def test_power_survives_three_attributes_and_intersections():
     base = replace(sim.POWER_BASE, widen=0.05)
     alone = sim.run(replace(base, name="power-5pt-gender"), audits=40)
-    crossed = sim.run(replace(base, name="power-5pt-3 + intersections", attributes=3, intersections=True), audits=50)
-    # the old audit caught 5/30 with intersections; here about 0.57, and 0.85 alone
+    crossed = sim.run(replace(base, name="power-5pt-3 + intersections", attributes=3, intersections=True), audits=60)
+    # about 0.85 alone and 0.57 with intersections (the old audit: 0.86 and 0.26)
     assert alone.rate("gender_widened")[0] >= 0.6, alone
-    assert crossed.rate("gender_widened")[0] >= 0.33, crossed
+    assert crossed.rate("gender_widened")[0] >= 0.38, crossed
     assert crossed.verdict_tests / crossed.audits > 150  # the family really holds every gap change
 
 
