@@ -25,8 +25,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import brentq
+from scipy.special import ndtr, ndtri, stdtr, stdtrit
 from scipy.stats import norm
-from scipy.stats import t as t_dist
 
 Interval = tuple[float, float]
 
@@ -233,28 +233,18 @@ def mover_v(est1: ArrayLike, ci1: Bounds, est2: ArrayLike, ci2: Bounds) -> Bound
     )
 
 
-def _by_df(values: np.ndarray, df: np.ndarray, normal: Callable[[np.ndarray], np.ndarray],
-           student: Callable[[np.ndarray, float], np.ndarray]) -> np.ndarray:
-    """Apply the normal or the t function per distinct df (scipy's t is slow per call)."""
-    values, df = np.broadcast_arrays(np.asarray(values, dtype=np.float64), np.asarray(df, dtype=np.float64))
-    out = np.empty(values.shape)
-    finite = np.isfinite(df)
-    out[~finite] = normal(values[~finite])
-    for d in np.unique(df[finite]):
-        at = df == d
-        out[at] = student(values[at], float(d))
-    return out
-
-
 def quantile(alpha: float, df: ArrayLike) -> np.ndarray:
     """Two-sided quantile at level 1 - alpha: Student t with ``df`` (inf = normal)."""
-    a = np.full(np.shape(df), alpha / 2.0)
-    return _by_df(a, np.asarray(df), lambda x: norm.isf(x), lambda x, d: t_dist.isf(x, d))
+    df = np.asarray(df, dtype=np.float64)
+    finite = np.isfinite(df)
+    return np.where(finite, -stdtrit(np.where(finite, df, 1.0), alpha / 2.0), -ndtri(alpha / 2.0))
 
 
 def p_two_sided(q: ArrayLike, df: ArrayLike) -> np.ndarray:
     """P(|T| > q) for Student t with ``df`` (inf = normal)."""
-    return _by_df(np.asarray(q), np.asarray(df), lambda x: 2.0 * norm.sf(x), lambda x, d: 2.0 * t_dist.sf(x, d))
+    q, df = np.asarray(q, dtype=np.float64), np.asarray(df, dtype=np.float64)
+    finite = np.isfinite(df)
+    return np.where(finite, 2.0 * stdtr(np.where(finite, df, 1.0), -q), 2.0 * ndtr(-q))
 
 
 def p_invert(estimate: ArrayLike, interval_at: Callable[[np.ndarray], Bounds], df: ArrayLike) -> np.ndarray:

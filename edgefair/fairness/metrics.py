@@ -92,37 +92,80 @@ def _spread(rate: np.ndarray, tested: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(best), best, np.nan)
 
 
-def _interval(reps: np.ndarray, alpha: float, basic: float | None = None, floor: float = -np.inf) -> Interval | None:
-    """Percentile interval of the replicates, or with ``basic`` = the estimate the basic
-    bootstrap interval [2 e - q_hi, 2 e - q_lo], bounded below by ``floor``."""
-    finite = reps[np.isfinite(reps)]
-    if finite.size < 2:
-        return None
-    lo, hi = np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    if basic is not None:
-        lo, hi = 2 * basic - hi, 2 * basic - lo
-    return float(max(lo, floor)), float(max(hi, floor))
+def _nan_quantiles(reps: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha/2, 1 - alpha/2) quantiles over axis 0 ignoring NaN (linear interpolation, as
+    numpy's default), NaN where fewer than 2 replicates are finite. Vectorised: one sort."""
+    ordered = np.sort(np.where(np.isfinite(reps), reps, np.inf), axis=0)
+    n = np.isfinite(reps).sum(axis=0)
+    out = []
+    for q in (alpha / 2, 1 - alpha / 2):
+        pos = q * np.maximum(n - 1, 0)
+        lo_i = np.floor(pos).astype(np.int64)
+        hi_i = np.minimum(lo_i + 1, np.maximum(n - 1, 0))
+        lo_v = np.take_along_axis(ordered, lo_i[None], axis=0)[0]
+        hi_v = np.take_along_axis(ordered, hi_i[None], axis=0)[0]
+        with np.errstate(invalid="ignore"):
+            value = lo_v + (pos - lo_i) * np.where(hi_i > lo_i, hi_v - lo_v, 0.0)
+        out.append(np.where(n >= 2, value, np.nan))
+    return out[0], out[1]
+
+
+@dataclass(frozen=True)
+class _Intervals:
+    """Point values and interval bounds, elementwise (NaN = undefined)."""
+
+    value: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def _intervals(point: np.ndarray, reps: np.ndarray, alpha: float, *, spread: bool, floor: float) -> _Intervals:
+    """Percentile intervals, or for a ``spread`` the basic ones [2e - q_hi, 2e - q_lo] >= floor."""
+    q_lo, q_hi = _nan_quantiles(reps, alpha)
+    if spread:
+        q_lo, q_hi = np.maximum(2 * point - q_hi, floor), np.maximum(2 * point - q_lo, floor)
+    defined = np.isfinite(point) & np.isfinite(q_lo) & np.isfinite(q_hi)
+    return _Intervals(point, np.where(defined, q_lo, np.nan), np.where(defined, q_hi, np.nan))
 
 
 def _value(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _metric(point: float, reps: np.ndarray, ref_point: float | None, ref_reps: np.ndarray | None,
-            alpha: float, *, spread: bool = False) -> Metric:
+def _ci(iv: _Intervals, i: tuple[int, ...]) -> Interval | None:
+    lo, hi = iv.lo[i], iv.hi[i]
+    return (float(lo), float(hi)) if np.isfinite(lo) and np.isfinite(hi) else None
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    """A metric for every element: the model, the reference and the change."""
+
+    art: _Intervals
+    ref: _Intervals | None
+    change: _Intervals | None
+
+    def at(self, *i: int) -> Metric:
+        m = Metric(value=_value(self.art.value[i]), ci=_ci(self.art, i))
+        if self.ref is not None and self.change is not None:
+            m.reference = _value(self.ref.value[i])
+            m.reference_ci = _ci(self.ref, i)
+            if m.value is not None and m.reference is not None:
+                m.change = m.value - m.reference
+                m.change_ci = _ci(self.change, i)
+        return m
+
+
+def _metrics(point: np.ndarray, reps: np.ndarray, ref_point: np.ndarray | None, ref_reps: np.ndarray | None,
+             alpha: float, *, spread: bool = False) -> _Metrics:
     """``spread``: basic intervals (values clipped at 0), see the module docstring."""
-
-    def ci(estimate: float, r: np.ndarray, floor: float) -> Interval | None:
-        return _interval(r, alpha, basic=estimate if spread else None, floor=floor if spread else -np.inf)
-
-    m = Metric(value=_value(point), ci=ci(point, reps, 0.0) if np.isfinite(point) else None)
-    if ref_point is not None and ref_reps is not None:
-        m.reference = _value(ref_point)
-        m.reference_ci = ci(ref_point, ref_reps, 0.0) if np.isfinite(ref_point) else None
-        if m.value is not None and m.reference is not None:
-            m.change = m.value - m.reference
-            m.change_ci = ci(m.change, reps - ref_reps, -np.inf)
-    return m
+    floor = 0.0 if spread else -np.inf
+    art = _intervals(point, reps, alpha, spread=spread, floor=floor)
+    if ref_point is None or ref_reps is None:
+        return _Metrics(art, None, None)
+    ref = _intervals(ref_point, ref_reps, alpha, spread=spread, floor=floor)
+    change = _intervals(point - ref_point, reps - ref_reps, alpha, spread=spread, floor=-np.inf)
+    return _Metrics(art, ref, change)
 
 
 @dataclass(frozen=True)
@@ -175,36 +218,29 @@ def group_metrics(
         ref_reps = group_confusion_replicates(inp.layout, weights, inp.y_true, inp.reference_pred, c)
         ref = _side(inp.reference_confusion, ref_reps)
 
-    macro = _nanmean(art.point["f1"], axis=-1), _nanmean(art.reps["f1"], axis=-1)
-    ref_macro = (_nanmean(ref.point["f1"], axis=-1), _nanmean(ref.reps["f1"], axis=-1)) if ref else None
+    recall = _metrics(art.point["recall"], art.reps["recall"], None if ref is None else ref.point["recall"],
+                      None if ref is None else ref.reps["recall"], alpha)
+    macro = _metrics(_nanmean(art.point["f1"], axis=-1), _nanmean(art.reps["f1"], axis=-1),
+                     None if ref is None else _nanmean(ref.point["f1"], axis=-1),
+                     None if ref is None else _nanmean(ref.reps["f1"], axis=-1), alpha)
     churn = _churn(inp, alpha)
-    groups = []
-    for g in range(inp.layout.n_groups):
-        recall = {
-            name: _metric(
-                art.point["recall"][g, j], art.reps["recall"][:, g, j],
-                None if ref is None else ref.point["recall"][g, j],
-                None if ref is None else ref.reps["recall"][:, g, j], alpha,
-            )
-            for j, name in enumerate(inp.class_names)
-        }
-        f1 = _metric(macro[0][g], macro[1][:, g], None if ref_macro is None else ref_macro[0][g],
-                     None if ref_macro is None else ref_macro[1][:, g], alpha)
-        groups.append(GroupMetrics(macro_f1=f1, recall=recall, churn=churn[g]))
+    groups = [
+        GroupMetrics(macro_f1=macro.at(g), recall={name: recall.at(g, j) for j, name in enumerate(inp.class_names)},
+                     churn=churn[g])
+        for g in range(inp.layout.n_groups)
+    ]
 
-    def parity(side: _Side, which: str) -> tuple[float, np.ndarray]:
+    def parity(side: _Side, which: str) -> tuple[np.ndarray, np.ndarray]:
         if which == "dp":
             rate = "selection_rate"
-            return float(_spread(side.point[rate], inp.tested)), _spread(side.reps[rate], inp.tested)
+            return _spread(side.point[rate], inp.tested), _spread(side.reps[rate], inp.tested)
         point = np.fmax(_spread(side.point["recall"], inp.tested), _spread(side.point["fpr"], inp.tested))
         reps = np.fmax(_spread(side.reps["recall"], inp.tested), _spread(side.reps["fpr"], inp.tested))
-        return float(point), reps
+        return point, reps
 
     attr = {}
     for which in ("dp", "eo"):
         point, reps = parity(art, which)
-        if ref is None:
-            attr[which] = _metric(point, reps, None, None, alpha, spread=True)
-        else:
-            attr[which] = _metric(point, reps, *parity(ref, which), alpha, spread=True)
+        ref_point, ref_reps = parity(ref, which) if ref is not None else (None, None)
+        attr[which] = _metrics(point, reps, ref_point, ref_reps, alpha, spread=True).at()
     return groups, AttributeMetrics(demographic_parity=attr["dp"], equalized_odds=attr["eo"])

@@ -25,6 +25,7 @@ wrong predictions uniform over the other classes.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import zlib
@@ -123,9 +124,14 @@ def _rng(seed: int, design: Design, i: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(design.name.encode()), i)))
 
 
+@functools.lru_cache(maxsize=8)
+def _accepted(audit: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(inspect.signature(audit).parameters)
+
+
 def _call(audit: Callable[..., Any], **kwargs: Any) -> Any:
     """Call audit with the keyword arguments it accepts (older versions lack some)."""
-    accepted = inspect.signature(audit).parameters
+    accepted = _accepted(audit)
     return audit(**{k: v for k, v in kwargs.items() if k in accepted})
 
 

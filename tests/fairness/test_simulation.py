@@ -2,7 +2,7 @@
 raised them, power that survives extra attributes and intersections, coverage of the
 per-group accuracy intervals. The bounds leave room for simulation noise (the audit
 crosses each by chance with probability < 1 %) yet the audit before this change
-(d8060bd) crosses them: its gap-change test rejects in 16 % and 19 % of the null audits
+(d8060bd) crosses them: its gap-change test rejects in 13.5 % and 16 % of the null audits
 with 2 and 3 subjects per group, catches 26 % of the widenings with intersections, and
 its plain Wilson intervals cover 81.5 % (docs/fairness.md, same designs and seeds)."""
 
