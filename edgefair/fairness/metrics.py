@@ -241,6 +241,9 @@ def group_metrics(
     attr = {}
     for which in ("dp", "eo"):
         point, reps = parity(art, which)
-        ref_values = parity(ref, which) if ref is not None else None
-        attr[which] = _metrics(point, reps, *(ref_values or (None, None)), alpha, spread=True).at()
+        ref_point: np.ndarray | None = None
+        ref_reps: np.ndarray | None = None
+        if ref is not None:
+            ref_point, ref_reps = parity(ref, which)
+        attr[which] = _metrics(point, reps, ref_point, ref_reps, alpha, spread=True).at()
     return groups, AttributeMetrics(demographic_parity=attr["dp"], equalized_odds=attr["eo"])
