@@ -242,8 +242,8 @@ def group_metrics(
     for which in ("dp", "eo"):
         point, reps = parity(art, which)
         ref_point: np.ndarray | None = None
-        ref_reps: np.ndarray | None = None
+        ref_spread: np.ndarray | None = None
         if ref is not None:
-            ref_point, ref_reps = parity(ref, which)
-        attr[which] = _metrics(point, reps, ref_point, ref_reps, alpha, spread=True).at()
+            ref_point, ref_spread = parity(ref, which)
+        attr[which] = _metrics(point, reps, ref_point, ref_spread, alpha, spread=True).at()
     return groups, AttributeMetrics(demographic_parity=attr["dp"], equalized_odds=attr["eo"])
