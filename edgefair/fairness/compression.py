@@ -15,20 +15,25 @@ over the C classes where both reference rates are non-zero. A class with a zero 
 undefined) reference rate has no percent change: it is excluded and listed with the
 reason, never turned into inf/NaN.
 
-Their intervals come from a bootstrap over subjects (images when there are no
-subject ids): every model of both populations is scored on the same resampled
-subjects; a replicate in which a used class has a zero reference rate is dropped
-(``n_boot_valid`` counts the rest). Noise alone makes both positive, and resampling
-adds more noise, so the interval is the basic bootstrap one (2 x estimate minus the
-replicate quantiles), clipped at 0: an interval that reaches 0 means the value cannot
-be told from noise. Percent changes of small reference rates are large, so CEV (in
-squared percent) easily reaches thousands; the interval says whether it means anything.
+Two resamplings over subjects (images when there are no subject ids) say what a
+value means. The interval (``cev_ci``/``sde_ci``) is the percentile interval of a
+bootstrap: every model of both populations scored on the same resampled subjects (a
+replicate in which a used class has a zero reference rate is dropped; ``n_boot_valid``
+counts the rest). Noise alone makes CEV and SDE positive, so the interval cannot show
+"no effect"; the exchange null can: each subject's predictions are swapped between the
+artefact and the reference at random (models exchangeable within subjects),
+``cev_noise``/``sde_noise`` is the 1 - alpha quantile of the resulting values (what
+noise alone reaches with this test set) and ``cev_p``/``sde_p`` the share at least as
+large as observed (a paired permutation test over subjects). Percent changes of small
+reference rates are large, so CEV (in squared percent) easily reaches thousands: these
+say whether it means anything.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,7 +46,8 @@ CEV_EXPLAINED = (
     "CEV (compression error variance, Simon Says): the variance across classes of the percent changes "
     "of each class's false-positive and false-negative rates from the reference (squared percent); "
     "0 when every class's error rates changed alike, large when compression hit some classes far more than others; "
-    "an interval reaching 0 means it cannot be told from noise"
+    "beyond noise only when above its noise level (swapping the two models' predictions per subject at random), "
+    "i.e. p < alpha"
 )
 SDE_EXPLAINED = (
     "SDE (symmetric distance error): the mean distance of the per-class (FPR change %, FNR change %) "
@@ -89,7 +95,52 @@ def _rates_of(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.where(fp + tn > 0, fp / (fp + tn), np.nan), np.where(support > 0, 1 - tp / support, np.nan)
 
 
-def _bootstrap(
+def _cev_sde_rows(ft: np.ndarray, nt: np.ndarray, fs: np.ndarray, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CEV and SDE of each row (replicate) of (B, used classes) rates; NaN where a row has a
+    reference rate that is 0 or undefined (no percent change)."""
+    ok = (np.isfinite(ft) & np.isfinite(nt) & np.isfinite(fs) & np.isfinite(ns) & (ft > 0) & (nt > 0)).all(axis=1)
+    c = ft.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_fpr = 100.0 * (fs - ft) / ft
+        d_fnr = 100.0 * (ns - nt) / nt
+        cev = (((d_fpr - d_fpr.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+               + ((d_fnr - d_fnr.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)) / (2 * c)
+        sde = np.abs(d_fpr - d_fnr).sum(axis=1) / (c * math.sqrt(2.0))
+    return np.where(ok, cev, np.nan), np.where(ok, sde, np.nan)
+
+
+def _per_subject(y_true: np.ndarray, pred: np.ndarray, subject_codes: np.ndarray, k: int, c: int) -> np.ndarray:
+    """(subjects, C*C) confusion counts of one model."""
+    key = (subject_codes * c + y_true) * c + np.asarray(pred, dtype=np.int64)
+    return np.bincount(key, minlength=k * c * c).reshape(k, c * c).astype(np.float64)
+
+
+def _mean_rates_of(blocks: Sequence[np.ndarray], c: int, used: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Population-mean (FPR, FNR) of the used classes from (B, C*C) confusion replicates per model."""
+    rates = [_rates_of(b.reshape(-1, c, c)) for b in blocks]
+    return np.mean([r[0] for r in rates], axis=0)[:, used], np.mean([r[1] for r in rates], axis=0)[:, used]
+
+
+@dataclass(frozen=True)
+class _Resampled:
+    cev_ci: Interval | None
+    sde_ci: Interval | None
+    n_boot_valid: int
+    cev_noise: float | None
+    sde_noise: float | None
+    cev_p: float | None
+    sde_p: float | None
+
+
+def _percentile(reps: np.ndarray, alpha: float) -> Interval | None:
+    finite = reps[np.isfinite(reps)]
+    if finite.size < 2:
+        return None
+    lo, hi = np.percentile(finite, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+def _resample(
     y_true: np.ndarray,
     reference_preds: Sequence[np.ndarray],
     compressed_preds: Sequence[np.ndarray],
@@ -101,40 +152,30 @@ def _bootstrap(
     n_boot: int,
     rng: np.random.Generator,
     alpha: float,
-) -> tuple[Interval | None, Interval | None, int]:
-    """Basic bootstrap intervals of CEV and SDE (``point``) over subjects, and the valid replicates."""
+) -> _Resampled:
+    """Bootstrap intervals of CEV/SDE over subjects and, for populations of equal size, the
+    exchange null: each subject's predictions swapped between the two sides at random."""
     k = int(subject_codes.max()) + 1
-    weights = cluster_weights(k, n_boot=n_boot, rng=rng)
-
-    def replicate(preds: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        rates = []
-        for p in preds:
-            key = (subject_codes * c + y_true) * c + np.asarray(p, dtype=np.int64)
-            per_cluster = np.bincount(key, minlength=k * c * c).reshape(k, c * c).astype(np.float64)
-            rates.append(_rates_of((weights @ per_cluster).reshape(n_boot, c, c)))
-        return np.mean([r[0] for r in rates], axis=0), np.mean([r[1] for r in rates], axis=0)
-
-    fpr_t, fnr_t = replicate(reference_preds)
-    fpr_s, fnr_s = replicate(compressed_preds)
-    ft, nt, fs, ns = (x[:, used] for x in (fpr_t, fnr_t, fpr_s, fnr_s))
-    valid = (np.isfinite(ft) & np.isfinite(nt) & np.isfinite(fs) & np.isfinite(ns) & (ft > 0) & (nt > 0)).all(axis=1)
-    if valid.sum() < 2:
-        return None, None, int(valid.sum())
-    d_fpr = 100.0 * (fs[valid] - ft[valid]) / ft[valid]
-    d_fnr = 100.0 * (ns[valid] - nt[valid]) / nt[valid]
-    mu_f, mu_n = d_fpr.mean(axis=1, keepdims=True), d_fnr.mean(axis=1, keepdims=True)
-    cev = (((d_fpr - mu_f) ** 2).sum(axis=1) + ((d_fnr - mu_n) ** 2).sum(axis=1)) / (2 * len(used))
-    sde = np.abs(d_fpr - d_fnr).sum(axis=1) / (len(used) * math.sqrt(2.0))
-    return _basic(point[0], cev, alpha), _basic(point[1], sde, alpha), int(valid.sum())
-
-
-def _basic(estimate: float, reps: np.ndarray, alpha: float) -> Interval:
-    """Basic (reverse-percentile) bootstrap interval [2e - q_hi, 2e - q_lo], clipped at 0.
-    Resampling noise inflates CEV and SDE (both are positive whatever the truth), so the
-    percentile interval would sit above the estimate; the basic interval removes that
-    bias, and reaching 0 means the value cannot be told from noise."""
-    q_lo, q_hi = np.percentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return max(0.0, float(2 * estimate - q_hi)), max(0.0, float(2 * estimate - q_lo))
+    ref = [_per_subject(y_true, p, subject_codes, k, c) for p in reference_preds]
+    comp = [_per_subject(y_true, p, subject_codes, k, c) for p in compressed_preds]
+    w = cluster_weights(k, n_boot=n_boot, rng=rng)
+    cev_b, sde_b = _cev_sde_rows(*_mean_rates_of([w @ r for r in ref], c, used),
+                                 *_mean_rates_of([w @ s for s in comp], c, used))
+    valid = int(np.isfinite(cev_b).sum())
+    noise: list[float | None] = [None, None]
+    p: list[float | None] = [None, None]
+    if len(ref) == len(comp):
+        swap = (rng.random((n_boot, k)) < 0.5).astype(np.float64)
+        keep = 1.0 - swap
+        fake_ref = [keep @ r + swap @ s for r, s in zip(ref, comp, strict=True)]
+        fake_comp = [keep @ s + swap @ r for r, s in zip(ref, comp, strict=True)]
+        null = _cev_sde_rows(*_mean_rates_of(fake_ref, c, used), *_mean_rates_of(fake_comp, c, used))
+        for i, (reps, observed) in enumerate(zip(null, point, strict=True)):
+            finite = reps[np.isfinite(reps)]
+            if finite.size:
+                noise[i] = float(np.quantile(finite, 1 - alpha))
+                p[i] = float((1 + (finite >= observed - 1e-9).sum()) / (1 + finite.size))
+    return _Resampled(_percentile(cev_b, alpha), _percentile(sde_b, alpha), valid, noise[0], noise[1], p[0], p[1])
 
 
 def error_shift(
@@ -149,7 +190,8 @@ def error_shift(
     alpha: float = 0.05,
 ) -> ErrorShift:
     """CEV/SDE of the compressed population against the reference population; with
-    ``n_boot`` > 0 also their bootstrap intervals (subjects: ``subject_codes``, else images)."""
+    ``n_boot`` > 0 also their intervals, noise levels and p-values (resampling subjects:
+    ``subject_codes``, else images; see the module docstring)."""
     c = len(class_names)
     fpr_t, fnr_t = _mean_rates(y_true, reference_preds, c)
     fpr_s, fnr_s = _mean_rates(y_true, compressed_preds, c)
@@ -172,11 +214,10 @@ def error_shift(
     d_fnr = 100.0 * (fnr_s[used] - fnr_t[used]) / fnr_t[used]
     cev, sde = cev_sde(d_fpr, d_fnr) if used else (None, None)
     names = [class_names[i] for i in used]
-    cev_ci = sde_ci = None
-    n_valid = 0
+    res = _Resampled(None, None, 0, None, None, None, None)
     if cev is not None and sde is not None and n_boot > 0:
         codes = np.arange(y_true.size) if subject_codes is None else np.asarray(subject_codes, dtype=np.int64)
-        cev_ci, sde_ci, n_valid = _bootstrap(
+        res = _resample(
             np.asarray(y_true, dtype=np.int64), reference_preds, compressed_preds, used, c, (float(cev), float(sde)),
             subject_codes=codes, n_boot=n_boot, rng=rng if rng is not None else np.random.default_rng(0), alpha=alpha,
         )
@@ -193,7 +234,11 @@ def error_shift(
         compressed_fnr=_as_dict(class_names, fnr_s),
         n_reference_models=len(reference_preds),
         n_compressed_models=len(compressed_preds),
-        cev_ci=cev_ci,
-        sde_ci=sde_ci,
-        n_boot_valid=n_valid,
+        cev_ci=res.cev_ci,
+        sde_ci=res.sde_ci,
+        n_boot_valid=res.n_boot_valid,
+        cev_noise=res.cev_noise,
+        sde_noise=res.sde_noise,
+        cev_p=res.cev_p,
+        sde_p=res.sde_p,
     )

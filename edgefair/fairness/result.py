@@ -51,6 +51,10 @@ NULL_MEANS: dict[str, str] = {
     "sde": "no class has a non-zero reference FPR and FNR (see excluded_classes)",
     "cev_ci": "cev is undefined, or fewer than 2 bootstrap replicates had every used class defined",
     "sde_ci": "sde is undefined, or fewer than 2 bootstrap replicates had every used class defined",
+    "cev_noise": "cev is undefined, n_boot was 0, or the two populations differ in size (no exchange null)",
+    "sde_noise": "sde is undefined, n_boot was 0, or the two populations differ in size (no exchange null)",
+    "cev_p": "see cev_noise",
+    "sde_p": "see sde_noise",
     "share_among_cie": "there are no compression-identified exemplars",
     "representation_ratio": "there are no compression-identified exemplars",
     "accuracy_on_cie": "there are no compression-identified exemplars",
@@ -272,8 +276,10 @@ class ErrorShift:
 
     delta_* are percent changes 100*(S - T)/T of the compressed (S, averaged over its
     population) against the reference (T, averaged likewise). ``cev_ci``/``sde_ci``:
-    basic (bias-removing) intervals of a bootstrap over subjects (images when no subject
-    ids), clipped at 0; reaching 0 means the value cannot be told from noise.
+    percentile intervals of a bootstrap over subjects (images when no subject ids);
+    ``cev_noise``/``sde_noise``: what noise alone reaches (1 - alpha quantile when each
+    subject's predictions are swapped between the two models at random) and
+    ``cev_p``/``sde_p`` the p-value of that paired permutation test.
     """
 
     cev: float | None
@@ -291,6 +297,10 @@ class ErrorShift:
     cev_ci: Interval | None = None
     sde_ci: Interval | None = None
     n_boot_valid: int = 0  # bootstrap replicates with every used class defined
+    cev_noise: float | None = None
+    sde_noise: float | None = None
+    cev_p: float | None = None
+    sde_p: float | None = None
 
 
 @dataclass

@@ -105,8 +105,12 @@ class AuditSummary:
     below_chance: list[ChanceSummary]
     cev: float | None
     cev_ci: Interval | None
+    cev_noise: float | None  # what noise alone reaches (exchange null, 1 - alpha quantile)
+    cev_p: float | None
     sde: float | None
     sde_ci: Interval | None
+    sde_noise: float | None
+    sde_p: float | None
     churn: float | None
     churn_ci: Interval | None
     untested: list[str]
@@ -191,8 +195,12 @@ def summarize(result: AuditResult, *, is_reference: bool) -> AuditSummary:
         ],
         cev=es.cev if es else None,
         cev_ci=es.cev_ci if es else None,
+        cev_noise=es.cev_noise if es else None,
+        cev_p=es.cev_p if es else None,
         sde=es.sde if es else None,
         sde_ci=es.sde_ci if es else None,
+        sde_noise=es.sde_noise if es else None,
+        sde_p=es.sde_p if es else None,
         churn=ref.churn.value if ref is not None and ref.churn is not None else None,
         churn_ci=ref.churn.ci if ref is not None and ref.churn is not None else None,
         untested=[f"{a.name}={g.group} ({g.untested_reason})" for a in result.attributes for g in a.groups

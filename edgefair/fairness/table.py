@@ -75,9 +75,10 @@ def _header(result: AuditResult) -> list[str]:
         lines += [
             f"reference {ref.accuracy:.3f} {_ci(ref.accuracy_ci)}  change (pts) {_pts(ref.accuracy_change)}  "
             f"relative {_num(ref.relative_accuracy)}  churn {_metric(ref.churn)}",
-            f"CEV {_num(es.cev, '.2f')} {_ci(es.cev_ci, 1, '.2f')}  "
-            f"SDE {_num(es.sde, '.2f')} {_ci(es.sde_ci, 1, '.2f')}  "
-            f"over {len(es.classes)} classes; excluded: {excluded}",
+            f"CEV {_num(es.cev, '.2f')} {_ci(es.cev_ci, 1, '.2f')} noise {_num(es.cev_noise, '.2f')} "
+            f"p={_num(es.cev_p, '.2g')}  SDE {_num(es.sde, '.2f')} {_ci(es.sde_ci, 1, '.2f')} "
+            f"noise {_num(es.sde_noise, '.2f')} p={_num(es.sde_p, '.2g')}",
+            f"  over {len(es.classes)} classes; excluded: {excluded}",
             f"  {CEV_EXPLAINED}",
             f"  {SDE_EXPLAINED}",
         ]
@@ -195,8 +196,8 @@ def format_summary_table(summaries: Mapping[str, AuditSummary] | Sequence[tuple[
             _change_cell(s),
             str(len(s.reference_gaps)),
             ", ".join(f"{b.model[:3]} {b.attribute}={b.group}" for b in s.below_chance) or "none",
-            "-" if s.cev is None else f"{s.cev:.0f} {_ci(s.cev_ci, 1, '.0f')}",
-            "-" if s.sde is None else f"{s.sde:.1f} {_ci(s.sde_ci, 1, '.1f')}",
+            "-" if s.cev is None else f"{s.cev:.0f} (noise {_num(s.cev_noise, '.0f')}, p={_num(s.cev_p, '.2g')})",
+            "-" if s.sde is None else f"{s.sde:.1f} (noise {_num(s.sde_noise, '.1f')}, p={_num(s.sde_p, '.2g')})",
             "-" if s.churn is None else f"{100 * s.churn:.1f}%",
         ])
     lines = _grid(rows, indent="")
