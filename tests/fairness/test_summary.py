@@ -91,3 +91,12 @@ def test_summary_table_has_one_row_per_artefact(audits):
     assert "ref skin_tone=dark" in body[0]
     assert len(lines) < 10  # compact: the full audit is format_table (--verbose)
     assert "pass: nothing significant; it does not mean fair" in text
+
+
+def test_a_stored_audit_summarises_like_the_live_one(audits):
+    from edgefair.fairness import AuditResult
+
+    for name, r in audits.items():
+        stored = AuditResult.from_dict(json.loads(json.dumps(r.to_dict(), allow_nan=False)))
+        ref = name == "torch-fp32"
+        assert summarize(stored, is_reference=ref).to_dict() == summarize(r, is_reference=ref).to_dict()
