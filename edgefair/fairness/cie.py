@@ -41,7 +41,8 @@ def compression_identified_exemplars(
     *,
     alpha: float = 0.05,
 ) -> CIEResult:
-    """CIEs, accuracy on and off them, and each group's share among them vs the test set."""
+    """CIEs, accuracy on and off them, and each group's share among them vs the test set
+    (both among the samples audited for that attribute: missing values left out)."""
     ref = modal_labels(reference_preds, n_classes)
     comp = modal_labels(compressed_preds, n_classes)
     is_cie = ref != comp
@@ -50,10 +51,12 @@ def compression_identified_exemplars(
     groups: list[CIEGroupShare] = []
     for table in tables:
         sizes = table.sizes
-        cie_sizes = np.bincount(table.codes[is_cie], minlength=len(table.labels))
+        inside = table.included
+        cie_sizes = np.bincount(table.codes[is_cie & inside], minlength=len(table.labels))
+        n_in, n_cie_in = int(inside.sum()), int((is_cie & inside).sum())
         for g, label in enumerate(table.labels):
-            share_test = float(sizes[g] / n)
-            share_cie = float(cie_sizes[g] / n_cie) if n_cie else None
+            share_test = float(sizes[g] / n_in)
+            share_cie = float(cie_sizes[g] / n_cie_in) if n_cie_in else None
             groups.append(
                 CIEGroupShare(
                     attribute=table.name,
@@ -62,7 +65,7 @@ def compression_identified_exemplars(
                     share_of_test=share_test,
                     n_cie=int(cie_sizes[g]),
                     share_among_cie=share_cie,
-                    share_among_cie_ci=wilson(int(cie_sizes[g]), n_cie, alpha=alpha) if n_cie else None,
+                    share_among_cie_ci=wilson(int(cie_sizes[g]), n_cie_in, alpha=alpha) if n_cie_in else None,
                     representation_ratio=(share_cie / share_test) if share_cie is not None else None,
                     cie_rate=float(cie_sizes[g] / sizes[g]),
                 )

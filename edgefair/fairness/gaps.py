@@ -1,161 +1,173 @@
-"""Accuracy differences between groups and against the reference, with intervals.
+"""Accuracy differences between groups and against the reference, with intervals and
+p-values that stay valid with few subjects per group.
 
-Without subject ids the samples are taken as independent:
+Every comparison is a score interval on effective counts (counts / design effect of
+the group, see ``clusters``):
 
-- two groups (or a group and the rest): Newcombe hybrid score interval;
-- a group's accuracy change vs the reference (same samples, paired): Newcombe's
-  paired method 10;
-- the change of a gap (difference of two such paired changes in disjoint groups):
-  the two paired intervals combined as in Newcombe (2001).
+- a group's accuracy: Wilson;
+- two groups (or a group and the rest): Newcombe's hybrid score interval;
+- a group's change vs the reference (same samples, paired): Newcombe's paired method 10;
+- the change of a gap (difference of two paired changes in disjoint groups): the two
+  paired intervals combined by MOVER (Newcombe 2001).
 
-With subject ids, a stratified cluster bootstrap (see ``bootstrap``) gives the
-standard error of the same estimates and a normal interval. In both cases the
-p-value inverts the interval that is reported, so the two never disagree.
+With subject ids and some subject with more than one image, the quantile is Student t
+with df = subjects - groups of the comparison (Korn & Graubard 1998 use the same
+df-adjusted effective-n idea for survey proportions); with independent images it is
+the normal quantile and the intervals are the plain textbook ones. Each p-value
+inverts the reported interval, so p < alpha exactly when the interval excludes 0.
+Everything is vectorised: one array element per comparison. No randomness.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgefair.fairness.bootstrap import Replicates, stratified_cluster_bootstrap
+from edgefair.fairness.clusters import ClusterLayout, design_effect
 from edgefair.fairness.intervals import (
-    Interval,
-    mover,
-    newcombe_paired_z,
-    newcombe_z,
-    normal_interval,
-    p_from_interval,
-    p_normal,
-    z_for,
+    Bounds,
+    mover_v,
+    newcombe_q,
+    p_invert,
+    paired_table_q,
+    quantile,
+    wilson_q,
 )
 
 REST = -1  # "all other groups pooled"
-# Below this many subjects a group's bootstrap says nothing (one cluster has no spread).
-MIN_CLUSTERS = 2
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """A difference with its interval, p-value and how they were computed."""
+class Estimates:
+    """Differences with intervals and p-values, one element per comparison."""
 
-    estimate: float
-    ci: Interval | None
-    p_value: float | None
+    estimate: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    p: np.ndarray
+    df: np.ndarray  # inf: normal quantile
+    deff: list[list[float]]  # design effects of the groups involved, per comparison
     method: str
-    note: str = ""
 
 
 class GroupEvidence:
-    """Counts of one attribute's groups; computes every comparison between them.
-
-    ``correct`` / ``reference_correct`` are per-sample booleans (prediction == truth).
-    """
+    """Counts of one attribute's groups (audited samples only) and every comparison
+    between them. ``correct``/``reference_correct``: per-sample prediction == truth."""
 
     def __init__(
         self,
-        codes: np.ndarray,
-        n_groups: int,
+        layout: ClusterLayout,
         correct: np.ndarray,
         reference_correct: np.ndarray | None,
         *,
         alpha: float,
-        subject_codes: np.ndarray | None = None,
-        n_boot: int = 1000,
-        rng: np.random.Generator | None = None,
     ) -> None:
+        k = layout.n_groups
+        codes = layout.group_of_sample
+        s = np.asarray(correct, dtype=bool)
         self.alpha = alpha
-        self.z = z_for(alpha)
-        self.n = np.bincount(codes, minlength=n_groups).astype(np.int64)
-        self.k = np.bincount(codes, weights=correct, minlength=n_groups).round().astype(np.int64)
-        self.paired: np.ndarray | None = None  # (n_groups, 4): both, artefact only, reference only, neither
+        self.layout = layout
+        self.clustered = bool((layout.cluster_size > 1).any())
+        self.n = np.bincount(codes, minlength=k).astype(np.float64)
+        self.subjects = layout.subjects.astype(np.float64)
+        self.k = np.bincount(codes, weights=s, minlength=k)
+        self.deff = design_effect(layout, s)
+        self.paired: np.ndarray | None = None  # (groups, 4): both, artefact only, reference only, neither
+        self.k_ref: np.ndarray | None = None
+        self.deff_ref: np.ndarray | None = None
+        self.deff_change: np.ndarray | None = None
         if reference_correct is not None:
-            s, t = correct.astype(bool), reference_correct.astype(bool)
+            t = np.asarray(reference_correct, dtype=bool)
             cells = [s & t, s & ~t, ~s & t, ~s & ~t]
-            self.paired = np.stack(
-                [np.bincount(codes, weights=c, minlength=n_groups) for c in cells], axis=1
-            ).round()
-        self.boot: Replicates | None = None
-        if subject_codes is not None:
-            outcomes = {"art": correct.astype(bool)}
-            if reference_correct is not None:
-                outcomes["ref"] = reference_correct.astype(bool)
-            self.boot = stratified_cluster_bootstrap(
-                codes,
-                subject_codes,
-                outcomes,
-                n_groups=n_groups,
-                n_boot=n_boot,
-                rng=rng if rng is not None else np.random.default_rng(0),
-            )
+            self.paired = np.stack([np.bincount(codes, weights=c, minlength=k) for c in cells], axis=1)
+            self.k_ref = np.bincount(codes, weights=t, minlength=k)
+            self.deff_ref = design_effect(layout, t)
+            self.deff_change = design_effect(layout, s.astype(np.float64) - t)
 
     # -- helpers ---------------------------------------------------------------
-    @property
-    def method(self) -> str:
-        return "cluster-bootstrap" if self.boot is not None else "newcombe"
+    def _df(self, subjects: np.ndarray, groups: int) -> np.ndarray:
+        if not self.clustered:
+            return np.full(subjects.shape, np.inf)
+        return np.maximum(subjects - groups, 1.0)
 
-    def accuracy(self, g: int) -> float:
-        return float(self.k[g] / self.n[g])
+    def _counts(self, outcome: str) -> tuple[np.ndarray, np.ndarray]:
+        if outcome == "reference":
+            assert self.k_ref is not None and self.deff_ref is not None
+            return self.k_ref, self.deff_ref
+        return self.k, self.deff
 
-    def _rest(self, g: int) -> tuple[int, int]:
-        return int(self.k.sum() - self.k[g]), int(self.n.sum() - self.n[g])
+    def _side(self, g: np.ndarray, outcome: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per element: (accuracy, effective n, subjects, design effect) of group g."""
+        k, deff = self._counts(outcome)
+        return k[g] / self.n[g], self.n[g] / deff[g], self.subjects[g], deff[g]
 
-    def _change(self, g: int) -> float:
-        assert self.paired is not None
-        _, f, gg, _ = self.paired[g]
-        return float((f - gg) / self.n[g])
+    def _rest(self, g: np.ndarray, outcome: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The same for every group but g pooled: the effective n adds over groups."""
+        k, deff = self._counts(outcome)
+        acc = (k.sum() - k[g]) / (self.n.sum() - self.n[g])
+        n_eff = (self.n / deff).sum() - self.n[g] / deff[g]
+        rest_deff = (self.n.sum() - self.n[g]) / n_eff
+        return acc, n_eff, self.subjects.sum() - self.subjects[g], rest_deff
 
-    def _from_replicates(self, estimate: float, reps: np.ndarray, groups: list[int]) -> Estimate:
-        assert self.boot is not None
-        few = [g for g in groups if g != REST and self.boot.n_clusters[g] < MIN_CLUSTERS]
-        if few:
-            return Estimate(estimate, None, None, "cluster-bootstrap", note=f"fewer than {MIN_CLUSTERS} subjects")
-        se = float(np.std(reps, ddof=1))
-        return Estimate(
-            estimate, normal_interval(estimate, se, alpha=self.alpha), p_normal(estimate, se), "cluster-bootstrap"
-        )
+    # -- per group -------------------------------------------------------------
+    def accuracy_ci(self, outcome: str = "artefact") -> Bounds:
+        """Cluster-aware Wilson interval of every group's accuracy."""
+        k, deff = self._counts(outcome)
+        q = quantile(self.alpha, self._df(self.subjects, 1))
+        return wilson_q(k / deff, self.n / deff, q)
 
-    def _analytic(self, estimate: float, interval_at: Callable[[float], Interval], method: str) -> Estimate:
-        return Estimate(estimate, interval_at(self.z), p_from_interval(estimate, interval_at), method)
-
-    # -- comparisons -----------------------------------------------------------
-    def difference(self, a: int, b: int) -> Estimate:
-        """acc(a) - acc(b); b may be REST (every other group pooled)."""
-        k1, n1 = int(self.k[a]), int(self.n[a])
-        k2, n2 = self._rest(a) if b == REST else (int(self.k[b]), int(self.n[b]))
-        est = k1 / n1 - k2 / n2
-        if self.boot is not None:
-            other = self.boot.accuracy_rest("art", a) if b == REST else self.boot.accuracy("art", b)
-            return self._from_replicates(est, self.boot.accuracy("art", a) - other, [a, b])
-        return self._analytic(est, lambda z: newcombe_z(k1, n1, k2, n2, z), "newcombe")
-
-    def change(self, g: int) -> Estimate:
+    def change(self, g: np.ndarray) -> Estimates:
         """Artefact acc(g) - reference acc(g) on the same samples (paired)."""
-        est = self._change(g)
-        if self.boot is not None:
-            reps = self.boot.accuracy("art", g) - self.boot.accuracy("ref", g)
-            return self._from_replicates(est, reps, [g])
-        assert self.paired is not None
-        cells = [float(x) for x in self.paired[g]]
-        return self._analytic(est, lambda z: newcombe_paired_z(*cells, z), "newcombe-paired")
+        assert self.paired is not None and self.deff_change is not None
+        g = np.asarray(g, dtype=np.int64)
+        cells = self.paired[g] / self.deff_change[g][:, None]
+        est = (self.paired[g, 1] - self.paired[g, 2]) / self.n[g]
+        df = self._df(self.subjects[g], 1)
 
-    def gap_change(self, best: int, g: int) -> Estimate:
-        """Growth of the gap acc(best) - acc(g) from reference to artefact,
-        = change(best) - change(g)."""
-        cb, cg = self._change(best), self._change(g)
-        est = cb - cg
-        if self.boot is not None:
-            reps = (self.boot.accuracy("art", best) - self.boot.accuracy("ref", best)) - (
-                self.boot.accuracy("art", g) - self.boot.accuracy("ref", g)
-            )
-            return self._from_replicates(est, reps, [best, g])
-        assert self.paired is not None
-        tb = [float(x) for x in self.paired[best]]
-        tg = [float(x) for x in self.paired[g]]
+        def at(q: np.ndarray) -> Bounds:
+            return paired_table_q(cells, q)
 
-        def interval_at(z: float) -> Interval:
-            return mover(cb, newcombe_paired_z(*tb, z), cg, newcombe_paired_z(*tg, z))
+        lo, hi = at(quantile(self.alpha, df))
+        return Estimates(est, lo, hi, p_invert(est, at, df), df, [[float(d)] for d in self.deff_change[g]],
+                         "newcombe-paired")
 
-        return self._analytic(est, interval_at, "newcombe-mover")
+    # -- between groups --------------------------------------------------------
+    def difference(
+        self, a: np.ndarray, b: np.ndarray, outcome: str = "artefact", *, alpha: float | None = None
+    ) -> Estimates:
+        """acc(a) - acc(b) of the artefact (or the reference); b == REST pools the others.
+        ``alpha`` overrides the interval's level (the p-value does not depend on it)."""
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        pa, na, ga, da = self._side(a, outcome)
+        rest = b == REST
+        pooled, single = self._rest(a, outcome), self._side(np.where(rest, 0, b), outcome)
+        pb, nb, gb, db = (np.where(rest, x, y) for x, y in zip(pooled, single, strict=False))
+        df = self._df(ga + gb, 2)
+
+        def at(q: np.ndarray) -> Bounds:
+            return newcombe_q(pa * na, na, pb * nb, nb, q)
+
+        est = pa - pb
+        lo, hi = at(quantile(self.alpha if alpha is None else alpha, df))
+        deffs = [[float(x), float(y)] for x, y in zip(da, db, strict=False)]
+        return Estimates(est, lo, hi, p_invert(est, at, df), df, deffs, "newcombe")
+
+    def gap_change(self, hi: np.ndarray, lo: np.ndarray) -> Estimates:
+        """Growth of the gap acc(hi) - acc(lo) from reference to artefact,
+        = change(hi) - change(lo)."""
+        assert self.paired is not None and self.deff_change is not None
+        hi, lo = np.asarray(hi, dtype=np.int64), np.asarray(lo, dtype=np.int64)
+        th = self.paired[hi] / self.deff_change[hi][:, None]
+        tl = self.paired[lo] / self.deff_change[lo][:, None]
+        ch = (self.paired[hi, 1] - self.paired[hi, 2]) / self.n[hi]
+        cl = (self.paired[lo, 1] - self.paired[lo, 2]) / self.n[lo]
+        df = self._df(self.subjects[hi] + self.subjects[lo], 2)
+
+        def at(q: np.ndarray) -> Bounds:
+            return mover_v(ch, paired_table_q(th, q), cl, paired_table_q(tl, q))
+
+        est = ch - cl
+        low, high = at(quantile(self.alpha, df))
+        deffs = [[float(x), float(y)] for x, y in zip(self.deff_change[hi], self.deff_change[lo], strict=False)]
+        return Estimates(est, low, high, p_invert(est, at, df), df, deffs, "newcombe-mover")

@@ -17,6 +17,8 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from edgefair.fairness.inputs import LEFT_OUT
+
 INTERSECTION_SEP = "×"
 
 
@@ -77,13 +79,22 @@ class GroupTable:
     name: str
     members: tuple[str, ...]
     labels: list[str]
-    codes: np.ndarray  # per sample: index into labels
+    codes: np.ndarray  # per sample: index into labels; -1 = left out (a missing value)
     confusion: list[np.ndarray]
     reference_confusion: list[np.ndarray] | None
 
     @property
+    def included(self) -> np.ndarray:
+        """Per sample: part of this attribute's audit (no left-out member value)."""
+        return self.codes >= 0
+
+    @property
+    def n_missing(self) -> int:
+        return int((self.codes < 0).sum())
+
+    @property
     def sizes(self) -> np.ndarray:
-        return np.bincount(self.codes, minlength=len(self.labels))
+        return np.bincount(self.codes[self.included], minlength=len(self.labels))
 
 
 def _stacked_confusion(y_true: np.ndarray, y_pred: np.ndarray, *, n_classes: int) -> np.ndarray:
@@ -120,7 +131,9 @@ def group_tables(
     (counts are additive). fairlearn's per-row overhead makes one call per attribute
     and model several times slower.
     """
-    from fairlearn.metrics import MetricFrame  # imported here: fairlearn pulls in scikit-learn (~2 s)
+    from fairlearn.metrics import (
+        MetricFrame,  # imported here: fairlearn pulls in scikit-learn (~2 s)
+    )
 
     cell_codes, cell_values = _cells(sensitive)
     preds = y_pred[:, None] if reference_pred is None else np.column_stack([y_pred, reference_pred])
@@ -136,12 +149,13 @@ def group_tables(
 
     tables = []
     for members in member_sets:
-        keys = list(zip(*(cell_values[m].tolist() for m in members)))
-        ordered = sorted(set(keys))
+        keys = list(zip(*(cell_values[m].tolist() for m in members), strict=False))
+        ordered = sorted({key for key in keys if LEFT_OUT not in key})
         index = {key: i for i, key in enumerate(ordered)}
-        group_of_cell = np.array([index[key] for key in keys], dtype=np.int64)
+        group_of_cell = np.array([index.get(key, -1) for key in keys], dtype=np.int64)
         cms = np.zeros((len(ordered),) + cell_cms.shape[1:], dtype=np.int64)
-        np.add.at(cms, group_of_cell, cell_cms)
+        kept = group_of_cell >= 0
+        np.add.at(cms, group_of_cell[kept], cell_cms[kept])
         tables.append(
             GroupTable(
                 name=INTERSECTION_SEP.join(members),

@@ -1,5 +1,12 @@
 """Checks and normalises audit() arguments. Every error message is part of the API
-(the CLI prints it as the one-line reason) and is tested verbatim."""
+(the CLI prints it as the one-line reason) and is tested verbatim.
+
+Missing attribute values are None, NaN (also pandas NA/NaT), the empty string and the
+strings "unknown" and "nan" (case and surrounding spaces ignored). By default they are
+left out of that attribute's audit (counted in AttributeResult.n_missing);
+``keep_missing=True`` audits them as one group named "unknown". A missing subject id
+(None, NaN, empty string) makes the image its own subject.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,10 @@ import pandas as pd
 from edgefair.fairness.result import VerdictThresholds
 
 MIN_N_BOOT = 100
+MISSING_STRINGS = frozenset({"", "unknown", "nan"})
+MISSING_LABEL = "unknown"  # the group of missing values with keep_missing=True
+# Internal label of a left-out value (never shown): no str() of a real label starts with NUL.
+LEFT_OUT = "\x00missing"
 
 
 class AuditInputError(ValueError):
@@ -26,9 +37,12 @@ class AuditInputs:
 
     y_true: np.ndarray
     y_pred: np.ndarray
-    sensitive: dict[str, np.ndarray]
+    sensitive: dict[str, np.ndarray]  # str labels; LEFT_OUT marks a left-out (missing) value
     class_names: tuple[str, ...]
-    subjects: np.ndarray | None
+    subjects: np.ndarray | None  # str ids, None where no subject ids were given at all
+    subject_codes: np.ndarray  # int per sample; an image without an id is its own subject
+    n_missing: dict[str, int]  # attribute -> samples with a missing value
+    n_without_subject: int  # samples with an empty subject id (each its own subject)
     reference_pred: np.ndarray | None
     reference_population: list[np.ndarray] | None
     compressed_population: list[np.ndarray] | None
@@ -79,15 +93,38 @@ def _labels(name: str, values: Any, n_classes: int, n: int | None) -> np.ndarray
     return arr
 
 
-def _strings(name: str, values: Any, n: int) -> np.ndarray:
-    """Per-sample labels as str; missing values are an error (never silently a group)."""
+def _missing(values: np.ndarray) -> np.ndarray:
+    """Per sample: None/NaN/NA, or a string in MISSING_STRINGS (case and spaces ignored)."""
+    series = pd.Series(values, dtype=object)
+    blank = series.map(lambda v: isinstance(v, str) and v.strip().lower() in MISSING_STRINGS)
+    return (series.isna() | blank.astype(bool)).to_numpy(dtype=bool)
+
+
+def _strings(name: str, values: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample labels as str, and which are missing."""
     arr = _one_d(name, values, n)
-    missing = int(pd.isna(pd.Series(arr, dtype=object)).sum())
-    if missing:
-        raise AuditInputError(
-            f"{name} has {missing} missing values (None/NaN); give them a label such as 'unknown'"
-        )
-    return np.asarray([str(v) for v in arr.tolist()], dtype=object)
+    missing = _missing(arr)
+    labels = np.asarray([str(v) for v in arr.tolist()], dtype=object)
+    return labels, missing
+
+
+def _sensitive(key: str, values: Any, n: int, keep_missing: bool) -> tuple[np.ndarray, int]:
+    labels, missing = _strings(f"sensitive[{key!r}]", values, n)
+    labels[missing] = MISSING_LABEL if keep_missing else LEFT_OUT
+    if not keep_missing and missing.all():
+        raise AuditInputError(f"sensitive[{key!r}] has no value that is not missing (None/NaN/''/'unknown')")
+    return labels, int(missing.sum())
+
+
+def _subject_codes(subjects: Any, n: int) -> tuple[np.ndarray | None, np.ndarray, int]:
+    """(ids as str or None, integer code per sample, samples without an id)."""
+    if subjects is None:
+        return None, np.arange(n, dtype=np.int64), 0
+    ids, missing = _strings("subjects", subjects, n)
+    known = pd.Series(ids, dtype=object).where(~missing, None)
+    codes = pd.factorize(known)[0].astype(np.int64)
+    codes[missing] = codes.max(initial=-1) + 1 + np.arange(int(missing.sum()))
+    return ids, codes, int(missing.sum())
 
 
 def _class_names(class_names: Any) -> tuple[str, ...]:
@@ -138,15 +175,32 @@ def _intersections(intersections: Any, names: list[str]) -> list[tuple[str, ...]
     return out
 
 
-def check_settings(*, min_n: Any, alpha: Any, n_boot: Any, seed: Any, thresholds: Any) -> None:
+def _integer(value: Any, low: int) -> bool:
+    return bool(not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= low)
+
+
+def check_settings(
+    *,
+    min_n: Any,
+    min_subjects: Any,
+    keep_missing: Any,
+    alpha: Any,
+    n_boot: Any,
+    seed: Any,
+    thresholds: Any,
+) -> None:
     """Scalar settings; raises AuditInputError."""
-    if isinstance(min_n, bool) or not isinstance(min_n, (int, np.integer)) or min_n < 1:
+    if not _integer(min_n, 1):
         raise AuditInputError(f"min_n must be an integer >= 1, got {min_n!r}")
+    if not _integer(min_subjects, 2):
+        raise AuditInputError(f"min_subjects must be an integer >= 2, got {min_subjects!r}")
+    if not isinstance(keep_missing, (bool, np.bool_)):
+        raise AuditInputError(f"keep_missing must be True or False, got {keep_missing!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise AuditInputError(f"alpha must be in (0, 1), got {alpha!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < MIN_N_BOOT:
+    if not _integer(n_boot, MIN_N_BOOT):
         raise AuditInputError(f"n_boot must be an integer >= {MIN_N_BOOT}, got {n_boot!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not _integer(seed, 0):
         raise AuditInputError(f"seed must be a non-negative integer, got {seed!r}")
     if thresholds is not None and not isinstance(thresholds, VerdictThresholds):
         raise AuditInputError(f"thresholds must be a VerdictThresholds, got {type(thresholds).__name__}")
@@ -163,6 +217,7 @@ def validate(
     reference_population: Any = None,
     compressed_population: Any = None,
     intersections: Any = False,
+    keep_missing: bool = False,
 ) -> AuditInputs:
     """Check every array argument against y_true and class_names."""
     names = _class_names(class_names)
@@ -181,12 +236,13 @@ def validate(
     if len(sensitive) == 0:
         raise AuditInputError("sensitive needs at least one attribute")
     sens: dict[str, np.ndarray] = {}
+    n_missing: dict[str, int] = {}
     for key, values in sensitive.items():
         if not isinstance(key, str) or not key:
             raise AuditInputError(f"sensitive attribute names must be non-empty strings, got {key!r}")
-        sens[key] = _strings(f"sensitive[{key!r}]", values, n)
+        sens[key], n_missing[key] = _sensitive(key, values, n, bool(keep_missing))
 
-    subj = None if subjects is None else _strings("subjects", subjects, n)
+    subj, subject_codes, n_without = _subject_codes(subjects, n)
     ref = None if reference_pred is None else _labels("reference_pred", reference_pred, c, n)
     ref_pop = _population("reference_population", reference_population, c, n)
     comp_pop = _population("compressed_population", compressed_population, c, n)
@@ -202,6 +258,9 @@ def validate(
         sensitive=sens,
         class_names=names,
         subjects=subj,
+        subject_codes=subject_codes,
+        n_missing=n_missing,
+        n_without_subject=n_without,
         reference_pred=ref,
         reference_population=ref_pop,
         compressed_population=comp_pop,

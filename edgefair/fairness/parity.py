@@ -2,8 +2,8 @@
 
 fairlearn's ``demographic_parity_difference`` / ``equalized_odds_difference`` are
 binary; here each class is one-vs-rest and the per-class difference is max - min of
-the group rates over groups with n >= min_n (small groups would dominate max - min
-with noise). Descriptive only: no interval, no test.
+the group rates over tested groups (small groups would dominate max - min with
+noise). Point values per class; ``metrics`` adds intervals, the reference and the change.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def parity(
     stats: Sequence[ConfusionStats], class_names: Sequence[str]
 ) -> tuple[ClassGaps, ClassGaps, ClassGaps, float | None]:
     """(demographic parity, equalised-odds TPR, equalised-odds FPR, equalised odds max)
-    over the given groups (pass only those with n >= min_n)."""
+    over the given groups (pass only the tested ones)."""
     dp = class_gaps("selection_rate", stats, class_names)
     tpr = class_gaps("recall", stats, class_names)
     tpr.rate = "tpr"

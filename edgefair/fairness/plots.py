@@ -1,4 +1,5 @@
-"""Per-group accuracy with Wilson error bars: the reference and each artefact side by side.
+"""Per-group accuracy with its interval (cluster-aware Wilson): the reference and each
+artefact side by side.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend state),
 so it works headless and inside other programs.
@@ -26,12 +27,12 @@ def plot_group_accuracy(
     *,
     attribute: str,
 ) -> Path:
-    """Plot one attribute's per-group accuracy (points, 95% Wilson bars) to PNG or SVG.
+    """Plot one attribute's per-group accuracy (points, interval bars at the audit's alpha) to PNG or SVG.
 
     The reference series comes from the first result audited against a reference
     (left out when the reference model's own audit, with the same group accuracies,
     is one of the results).
-    Groups with n < min_n are drawn hollow and labelled. Returns the written path.
+    Untested groups (too few images or subjects) are drawn hollow. Returns the written path.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported here: matplotlib is slow to import
     from matplotlib.figure import Figure
@@ -49,12 +50,12 @@ def plot_group_accuracy(
         labels += [g.group for g in a.groups if g.group not in labels]
 
     series: list[tuple[str, dict[str, tuple[float, tuple[float, float], bool]]]] = [
-        (name, {g.group: (g.accuracy, g.accuracy_ci, g.sufficient) for g in a.groups}) for name, a in attrs
+        (name, {g.group: (g.accuracy, g.accuracy_ci, g.tested) for g in a.groups}) for name, a in attrs
     ]
     with_ref = next((a for _, a in attrs if a.groups and a.groups[0].reference_accuracy is not None), None)
     if with_ref is not None:
         ref_values = {
-            g.group: (g.reference_accuracy, g.reference_accuracy_ci, g.sufficient)
+            g.group: (g.reference_accuracy, g.reference_accuracy_ci, g.tested)
             for g in with_ref.groups
             if g.reference_accuracy is not None and g.reference_accuracy_ci is not None
         }
@@ -71,7 +72,7 @@ def plot_group_accuracy(
         for j, label in enumerate(labels):
             if label not in values:
                 continue
-            acc, (lo, hi), sufficient = values[label]
+            acc, (lo, hi), tested = values[label]
             x = j - 0.4 + width * (i + 0.5)
             ax.errorbar(
                 x,
@@ -79,18 +80,20 @@ def plot_group_accuracy(
                 yerr=[[max(acc - lo, 0.0)], [max(hi - acc, 0.0)]],
                 fmt="o",
                 color=colour,
-                mfc=colour if sufficient else "white",
+                mfc=colour if tested else "white",
                 capsize=3,
                 label=name if j == next(k for k, lb in enumerate(labels) if lb in values) else None,
             )
-    min_n = named[0][1].settings.min_n
+    settings = named[0][1].settings
     sizes = {g.group: g.n for g in attrs[0][1].groups}
     ax.set_xticks(
         range(len(labels)),
         [f"{lb}\n(n={sizes[lb]})" if lb in sizes else lb for lb in labels],
     )
-    ax.set_ylabel("accuracy (95% Wilson interval)")
-    ax.set_title(f"Accuracy by {attribute}  (hollow: n < {min_n})")
+    ax.set_ylabel(f"accuracy ({settings.ci_label})")
+    ax.set_title(
+        f"Accuracy by {attribute}  (hollow: untested, < {settings.min_subjects} subjects or < {settings.min_n} images)"
+    )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     path.parent.mkdir(parents=True, exist_ok=True)

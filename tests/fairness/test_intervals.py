@@ -1,24 +1,34 @@
-"""Intervals and p-values against published worked examples; Holm by hand."""
+"""Intervals and p-values against published worked examples; Holm and weighted Holm by hand."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
+from edgefair.fairness.family import attribute_shares, comparison_weights, weighted_holm
 from edgefair.fairness.holm import holm
 from edgefair.fairness.intervals import (
     mover,
+    mover_v,
     newcombe,
     newcombe_paired,
+    newcombe_paired_q,
     newcombe_paired_z,
+    newcombe_q,
     newcombe_z,
     p_from_interval,
+    p_invert,
     p_normal,
+    p_two_sided,
+    quantile,
     wilson,
+    wilson_q,
+    wilson_z,
     z_for,
 )
 
@@ -160,7 +170,7 @@ def test_holm_caps_at_one_and_handles_ties_and_empty():
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=30))
 def test_holm_properties(p):
     adj = holm(p)
-    assert all(a >= x - 1e-15 and a <= 1.0 for a, x in zip(adj, p))
+    assert all(a >= x - 1e-15 and a <= 1.0 for a, x in zip(adj, p, strict=False))
     order = sorted(range(len(p)), key=lambda i: p[i])
     assert all(adj[order[i]] <= adj[order[i + 1]] for i in range(len(p) - 1))
     assert min(adj) == pytest.approx(min(1.0, len(p) * min(p)))
@@ -169,3 +179,78 @@ def test_holm_properties(p):
 def test_z_for():
     assert z_for(0.05) == pytest.approx(1.959964, abs=1e-6)
     assert math.isclose(z_for(0.01), 2.575829, abs_tol=1e-6)
+
+
+# -- vectorised forms, t quantiles, weighted Holm --------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cells=st.lists(st.tuples(*[st.integers(0, 40)] * 4).filter(lambda t: sum(t) > 0), min_size=1, max_size=8),
+    z=st.floats(0.5, 4.0),
+)
+def test_vectorised_intervals_equal_the_scalar_ones(cells, z):
+    arr = np.array(cells, dtype=float)
+    lo, hi = newcombe_paired_q(*arr.T, z)
+    for i, c in enumerate(cells):
+        assert (lo[i], hi[i]) == pytest.approx(newcombe_paired_z(*c, z), abs=1e-12)
+    k1, n1 = arr[:, 0], arr[:, 0] + arr[:, 1] + 1
+    k2, n2 = arr[:, 2], arr[:, 2] + arr[:, 3] + 1
+    lo, hi = newcombe_q(k1, n1, k2, n2, z)
+    for i in range(len(cells)):
+        assert (lo[i], hi[i]) == pytest.approx(newcombe_z(k1[i], n1[i], k2[i], n2[i], z), abs=1e-12)
+    wl, wh = wilson_q(k1, n1, z)
+    assert (wl[0], wh[0]) == pytest.approx(wilson_z(k1[0], n1[0], z), abs=1e-12)
+    e1 = (arr[:, 1] - arr[:, 2]) / arr.sum(1)
+    ci = newcombe_paired_q(*arr.T, z)
+    m = mover_v(e1, ci, e1[::-1], (ci[0][::-1], ci[1][::-1]))
+    for i in range(len(cells)):
+        j = len(cells) - 1 - i
+        ref = mover(e1[i], (ci[0][i], ci[1][i]), e1[j], (ci[0][j], ci[1][j]))
+        assert (m[0][i], m[1][i]) == pytest.approx(ref, abs=1e-12)
+
+
+def test_p_invert_matches_the_scalar_inversion_and_its_interval():
+    k1, n1, k2, n2 = np.array([56.0, 9, 30, 5]), np.array([70.0, 10, 60, 5]), np.array([48.0, 3, 30, 0]), np.array(
+        [80.0, 10, 60, 7])
+    est = k1 / n1 - k2 / n2
+    p = p_invert(est, lambda q: newcombe_q(k1, n1, k2, n2, q), np.full(4, np.inf))
+    for i in range(4):
+        expected = p_from_interval(est[i], lambda z, i=i: newcombe_z(k1[i], n1[i], k2[i], n2[i], z))
+        assert p[i] == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert p[2] == 1.0  # estimate 0
+    # with t quantiles, the interval at quantile(p) touches 0
+    df = np.array([8.0, 8.0, 8.0, 3.0])
+    pt = p_invert(est, lambda q: newcombe_q(k1, n1, k2, n2, q), df)
+    lo, _ = newcombe_q(k1, n1, k2, n2, quantile(float(pt[0]), df[0]))
+    assert lo[0] == pytest.approx(0.0, abs=1e-7)
+    assert (pt[[0, 1, 3]] > p[[0, 1, 3]]).all()  # t is wider than normal
+
+
+def test_quantile_and_p_two_sided():
+    assert quantile(0.05, np.inf) == pytest.approx(1.959964, abs=1e-6)
+    assert quantile(0.05, 4.0) == pytest.approx(2.776445, abs=1e-6)  # t_{4, 0.975}
+    assert p_two_sided(np.array([2.776445, 1.959964]), np.array([4.0, np.inf])) == pytest.approx([0.05, 0.05], abs=1e-6)
+
+
+def test_weighted_holm_hand_example():
+    # weights 0.5, 0.25, 0.25; p/w = 0.02, 0.04, 0.2 -> step 1: 0.02 * 1 = 0.02;
+    # step 2: 0.04 * 0.5 = 0.02 -> running max 0.02; step 3: 0.2 * 0.25 = 0.05
+    assert weighted_holm([0.01, 0.01, 0.05], [0.5, 0.25, 0.25]) == pytest.approx([0.02, 0.02, 0.05])
+    assert weighted_holm([], []) == []
+    with pytest.raises(ValueError, match="positive weights"):
+        weighted_holm([0.1], [0.0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=30))
+def test_weighted_holm_with_equal_weights_is_holm(p):
+    assert weighted_holm(p, [1.0] * len(p)) == pytest.approx(holm(p), abs=1e-12)
+
+
+def test_attribute_shares():
+    shares = attribute_shares({"gender": 1, "race": 3, "age": 10, "race×age": 15, "empty": 0}, {"race×age"})
+    assert shares == pytest.approx({"gender": 0.8 / 3, "race": 0.8 / 3, "age": 0.8 / 3, "race×age": 0.2})
+    assert attribute_shares({"gender": 1, "g×r": 0}, {"g×r"}) == {"gender": 1.0}  # nothing tested: no share
+    w = comparison_weights(["gender", "race", "race", "race"], set())
+    assert w == pytest.approx([0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3])

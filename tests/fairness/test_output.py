@@ -1,4 +1,4 @@
-"""to_dict() is strict JSON; the text table and the plot render."""
+"""to_dict() is strict JSON and reads back; the text tables and the plot render."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgefair.fairness import audit, format_table, plot_group_accuracy
+from edgefair.fairness import AuditResult, audit, format_table, plot_group_accuracy
 from edgefair.fairness.result import NULL_MEANS, SCHEMA, jsonable
 from tests.fairness.synth import CLASSES, groups, labels, perturb, predict
 
@@ -15,13 +15,14 @@ from tests.fairness.synth import CLASSES, groups, labels, perturb, predict
 @pytest.fixture(scope="module")
 def results():
     rng = np.random.default_rng(11)
-    g = groups({"light": 500, "dark": 250, "unknown": 10})
+    g = groups({"light": 500, "dark": 250, "tiny": 10})
     gender = np.array(["f", "m"], dtype=object)[rng.integers(0, 2, g.size)]
     yt = labels(g.size, rng)
     yt[yt == 1] = 0  # class "disgust" never occurs: recall/FNR undefined, excluded from CEV
-    ref = predict(yt, g, {"light": 0.9, "dark": 0.88, "unknown": 0.9}, rng)
-    art = predict(yt, g, {"light": 0.9, "dark": 0.75, "unknown": 0.9}, rng)
-    kw = dict(y_true=yt, sensitive={"skin_tone": g, "gender": gender}, class_names=CLASSES, intersections=True)
+    ref = predict(yt, g, {"light": 0.9, "dark": 0.88, "tiny": 0.9}, rng)
+    art = predict(yt, g, {"light": 0.9, "dark": 0.75, "tiny": 0.9}, rng)
+    kw = dict(y_true=yt, sensitive={"skin_tone": g, "gender": gender}, class_names=CLASSES, intersections=True,
+              n_boot=200)
     return {
         "torch-fp32": audit(y_pred=ref, **kw),
         "tflite-int8-s0.5": audit(y_pred=art, reference_pred=ref, **kw),
@@ -41,7 +42,20 @@ def test_to_dict_is_strict_json(results):
         text = json.dumps(d, allow_nan=False)
         back = json.loads(text)
         assert back["schema"] == SCHEMA and back["null_means"] == NULL_MEANS
-        assert back["verdict"]["label"] in {"pass", "gap-widened", "accuracy-drop", "insufficient-evidence"}
+        labels = {"reference", "pass", "gap-widened", "accuracy-drop", "insufficient-evidence"}
+        assert back["verdict"]["label"] in labels
+
+
+def test_from_dict_reads_to_dict_back(results):
+    for r in results.values():
+        d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
+        back = AuditResult.from_dict(d)
+        assert back.to_dict() == d
+        assert isinstance(back.attributes[0].groups[0].accuracy_ci, tuple)
+        assert back.attribute("skin_tone").group("dark").accuracy == r.attribute("skin_tone").group("dark").accuracy
+        assert back.verdict.label == r.verdict.label and type(back.settings.thresholds) is type(r.settings.thresholds)
+    with pytest.raises(ValueError, match=r"^audit schema 'edgefair.fairness/1' is not 'edgefair.fairness/2'$"):
+        AuditResult.from_dict({**d, "schema": "edgefair.fairness/1"})
 
 
 def test_to_dict_uses_none_for_undefined_values(results):
@@ -50,9 +64,10 @@ def test_to_dict_uses_none_for_undefined_values(results):
     es = d["reference"]["error_shift"]
     assert es["excluded_classes"]["disgust"] == "no test sample of this class: FNR undefined"
     assert es["cev"] is not None
-    small = [c for c in d["comparisons"] if "unknown" in (c["group"], c["other"])]
+    small = [c for c in d["comparisons"] if "tiny" in (c["group"], c["other"])]
     assert small and all(c["p_value"] is None and c["significant"] is None for c in small)
-    assert d["settings"]["n_boot"] is None and d["settings"]["interval_method"] == "newcombe"
+    assert d["settings"]["interval_method"].startswith("score intervals (Wilson, Newcombe) with normal quantiles")
+    assert all(c["df"] is None for c in d["comparisons"])  # independent images: normal quantiles
     assert d["verdict"]["label"] == "gap-widened"
     assert d["reference"]["cie"]["definition"] == "disagreement"
     assert results["onnx-fp16-s0"].to_dict()["reference"]["cie"]["definition"] == "modal-label"
@@ -68,14 +83,28 @@ def test_jsonable_replaces_nan_and_inf():
 
 def test_format_table(results):
     text = format_table(results["tflite-int8-s0.5"])
-    assert text.startswith("Fairness audit: n=760, 7 classes, alpha=0.05, Holm over ")
+    assert text.startswith("Fairness audit: n=760, 7 classes, alpha=0.05, verdict family: ")
     assert "skin_tone - max-min gap" in text
     assert "skin_tone×gender" in text  # intersection named in the order of `sensitive`
-    assert "unknown (n<30)" in text and "(untested)" in text
-    assert "verdict: gap-widened" in text
+    assert "tiny (untested)" in text and "(untested)" in text
+    assert "untested (min_n=30, min_subjects=5): tiny: n=10 < min_n=30" in text
+    assert "verdict: gap-widened" in text and "absolute state:" in text
     assert "CEV " in text and "excluded: disgust (no test sample of this class: FNR undefined)" in text
+    assert "CEV (compression error variance, Simon Says)" in text
+    assert "95% CI" in text and "90% CI" not in text
     plain = format_table(results["torch-fp32"])
     assert "ref acc" not in plain and "no reference_pred" in plain
+
+
+def test_interval_labels_follow_alpha(results):
+    r = results["tflite-int8-s0.5"]
+    rng = np.random.default_rng(11)
+    g = np.array([gr.group for a in r.attributes[:1] for gr in a.groups for _ in range(gr.n)], dtype=object)
+    yt = labels(g.size, rng)
+    res = audit(y_true=yt, y_pred=predict(yt, g, dict.fromkeys(set(g), 0.8), rng), sensitive={"s": g},
+                class_names=CLASSES, reference_pred=yt, alpha=0.1, n_boot=100)
+    text = format_table(res)
+    assert res.settings.ci_label == "90% CI" and "90% CI" in text and "95% CI" not in text
 
 
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
@@ -126,7 +155,6 @@ def test_plot_survives_groups_at_zero_and_full_accuracy(tmp_path):
     import numpy as np
 
     from edgefair.fairness import audit, plot_group_accuracy
-
     from edgefair.fairness.intervals import wilson
 
     assert wilson(9, 9)[1] - 1.0 < 0  # the rounding this test is about (n = 9 and 16 here)
