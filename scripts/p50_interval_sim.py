@@ -59,7 +59,8 @@ def table(runs: int) -> list[dict[str, float]]:
 
 
 def markdown(rows: list[dict[str, float]]) -> str:
-    out = ["| lag-1 correlation | n | coverage (reported p50 interval) | coverage (independent-samples interval) | warned |",
+    out = ["| lag-1 correlation | n | coverage (reported p50 interval) | coverage (independent-samples interval) "
+           "| warned |",
            "|---:|---:|---:|---:|---:|"]
     out += [f"| {r['phi']:g} | {r['n']} | {r['coverage']:.3f} | {r['coverage_iid']:.3f} | {r['warned']:.2f} |"
             for r in rows]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ import numpy as np
 from edgefair.bench.console import CLIError
 from edgefair.bench.measure import Artifact, discover_artifacts, eval_dataset, load_eval_dataset, measure_artifacts
 from edgefair.bench.store import Store
+from edgefair.contracts.audit import AuditKey
 from edgefair.contracts.measurement import RunSettings
 from edgefair.contracts.targets import REFERENCE_ORDER
+from edgefair.fairness import MIN_SUBJECTS, AuditSummary, VerdictThresholds, summarize
 
 # Host-side evaluation needs predictions, not timings.
 EVAL_SETTINGS = RunSettings(profile="quick", threads=1, mode="eval")
@@ -27,22 +29,23 @@ Event = Callable[[str, str, dict], None]
 
 
 @dataclass
-class AuditSummary:
-    """One artefact's audit in a row: what the report table and the gate read."""
+class AuditRow:
+    """One artefact's audit in a row: the fairness summary (both statements) with the artefact's name."""
 
     name: str
     artifact_id: str
-    verdict: str
-    accuracy: float
-    largest_gap: float | None
-    gap_lo: float | None
-    gap_hi: float | None
-    gap_attribute: str | None
-    reasons: list[str] = field(default_factory=list)
-    is_reference: bool = False
+    summary: AuditSummary
+
+    @property
+    def verdict(self) -> str:
+        return self.summary.verdict
+
+    @property
+    def is_reference(self) -> bool:
+        return self.summary.is_reference
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {"name": self.name, "artifact_id": self.artifact_id, **self.summary.to_dict()}
 
 
 @dataclass
@@ -60,7 +63,7 @@ class AuditData:
 
 @dataclass
 class AuditRequest:
-    """What ``bench fairness`` was asked for."""
+    """What ``bench fairness`` was asked for (the audit's knobs: ``edgefair.fairness.audit``)."""
 
     artifacts: Path
     db: Path
@@ -70,30 +73,21 @@ class AuditRequest:
     intersections: bool = False
     reference: str | None = None
     min_n: int = 30
-    thresholds: Any = None
+    min_subjects: int = MIN_SUBJECTS
+    keep_missing: bool = False
+    alpha: float = 0.05
+    n_boot: int = 1000
+    seed: int = 0
+    thresholds: VerdictThresholds = field(default_factory=VerdictThresholds)
     plots_dir: Path | None = None
     resume: bool = False
 
-    def settings(self, reference: str, attributes: list[str]) -> dict[str, Any]:
-        return {"reference": reference, "attributes": attributes, "intersections": self.intersections,
-                "min_n": self.min_n}
-
-
-def summarise(result: Any, name: str, aid: str, is_reference: bool) -> AuditSummary:
-    """Largest max−min accuracy gap over the attributes, with its interval."""
-    worst = None
-    for attr in result.attributes:
-        c = attr.max_min_gap
-        if c is not None and (worst is None or c.estimate > worst[1].estimate):
-            worst = (attr.name, c)
-    return AuditSummary(
-        name=name, artifact_id=aid, verdict=result.verdict.label, accuracy=float(result.accuracy),
-        largest_gap=None if worst is None else float(worst[1].estimate),
-        gap_lo=None if worst is None or worst[1].ci is None else float(worst[1].ci[0]),
-        gap_hi=None if worst is None or worst[1].ci is None else float(worst[1].ci[1]),
-        gap_attribute=None if worst is None else f"{worst[0]}: {worst[1].group} vs {worst[1].other}",
-        reasons=list(result.verdict.reasons), is_reference=is_reference,
-    )
+    def key(self, reference: str, data: AuditData) -> AuditKey:
+        """Everything that changes the audits of this request: what they are stored under."""
+        return AuditKey(reference=reference, dataset=data.spec, attributes=tuple(data.attributes),
+                        intersections=self.intersections, min_n=self.min_n, min_subjects=self.min_subjects,
+                        keep_missing=self.keep_missing, alpha=self.alpha, n_boot=self.n_boot, seed=self.seed,
+                        thresholds=asdict(self.thresholds))
 
 
 def _pick_reference(by_name: dict[str, Artifact], reference: str | None, root: Path) -> str:
@@ -116,10 +110,13 @@ def load_test_data(found: list[Artifact], dataset: str | None, attributes: list[
                        f"(have: {', '.join(ds.attribute_names) or 'none'})")
     if not attrs:
         raise CLIError(f"dataset {ref.spec} has no sensitive attributes to audit")
+    # A missing value (None) is left out of that attribute's audit (or audited as 'unknown' with
+    # keep_missing); an empty subject id makes that image its own subject: the audit says so.
+    subjects = [s.subject or "" for s in test]
     return AuditData(spec=ref.spec, ids=[s.sample_id for s in test], y_true=np.array([s.label for s in test]),
-                    sensitive={a: np.array([s.attributes.get(a, "unknown") for s in test]) for a in attrs},
-                    subjects=np.array([s.subject for s in test]) if all(s.subject for s in test) else None,
-                    class_names=list(ds.class_names), attributes=attrs)
+                     sensitive={a: np.array([s.attributes.get(a) for s in test], dtype=object) for a in attrs},
+                     subjects=np.array(subjects, dtype=object) if any(subjects) else None,
+                     class_names=list(ds.class_names), attributes=attrs)
 
 
 def _stored_predictions(store: Store, aid: str, device: str) -> dict[str, int] | None:
@@ -167,8 +164,9 @@ def _audit_one(req: AuditRequest, data: AuditData, pred: np.ndarray, ref_pred: n
     from edgefair.fairness import audit
 
     return audit(y_true=data.y_true, y_pred=pred, sensitive=data.sensitive, class_names=data.class_names,
-                 subjects=data.subjects, reference_pred=ref_pred, min_n=req.min_n, intersections=req.intersections,
-                 thresholds=req.thresholds)
+                 subjects=data.subjects, reference_pred=ref_pred, min_n=req.min_n, min_subjects=req.min_subjects,
+                 keep_missing=req.keep_missing, intersections=req.intersections, alpha=req.alpha, n_boot=req.n_boot,
+                 seed=req.seed, thresholds=req.thresholds)
 
 
 def _plots(plots_dir: Path, results: dict[str, Any], ref_name: str, attrs: list[str]) -> None:
@@ -180,7 +178,7 @@ def _plots(plots_dir: Path, results: dict[str, Any], ref_name: str, attrs: list[
         plot_group_accuracy(ordered, plots_dir / f"group-accuracy-{a}.png", attribute=a)
 
 
-def audit_artifacts(req: AuditRequest, *, on_event: Event | None = None) -> tuple[list[AuditSummary], dict[str, Any]]:
+def audit_artifacts(req: AuditRequest, *, on_event: Event | None = None) -> tuple[list[AuditRow], dict[str, Any]]:
     """Audit all artefacts under ``req.artifacts``; store each audit; return summaries and full results.
 
     With ``req.resume`` an artefact whose audit with the same settings is already stored is
@@ -192,26 +190,26 @@ def audit_artifacts(req: AuditRequest, *, on_event: Event | None = None) -> tupl
     ref_name = _pick_reference(by_name, req.reference, req.artifacts)
     data = load_test_data(found, req.dataset, req.attributes)
     _ensure_predictions(req, by_name, data.spec, event)
-    summaries: list[AuditSummary] = []
+    summaries: list[AuditRow] = []
     results: dict[str, Any] = {}
     with Store(req.db) as store:
         preds = _predictions(store, by_name, req.device, data.ids, event)
         if ref_name not in preds:
             raise CLIError(f"reference artefact {ref_name} has no predictions (its evaluation failed)")
-        settings = req.settings(ref_name, data.attributes)
+        key = req.key(ref_name, data)
         for name in sorted(preds):
             is_ref, aid = name == ref_name, by_name[name].artifact_id
-            if req.resume and store.has_audit(aid, req.device, settings):
-                summaries.append(_stored_summary(store, name, aid, req.device, settings, is_ref))
+            stored = _stored_summary(store, aid, req.device, key) if req.resume else None
+            if stored is not None:
+                summaries.append(AuditRow(name, aid, stored))
                 event("cached", name, {})
                 continue
             res = _audit_one(req, data, preds[name], None if is_ref else preds[ref_name])
-            summ = summarise(res, name, aid, is_ref)
-            store.put_audit(artifact_id=aid, device=req.device, settings=settings, reference=ref_name,
-                            audit=res.to_dict(), summary=summ.to_dict())
-            summaries.append(summ)
+            row = AuditRow(name, aid, summarize(res, is_reference=is_ref))
+            store.put_audit(artifact_id=aid, device=req.device, key=key, audit=res.to_dict(), summary=row.summary)
+            summaries.append(row)
             results[name] = res
-            event("audited", name, summ.to_dict())
+            event("audited", name, row.to_dict())
     if req.plots_dir is not None and ref_name in results:
         _plots(req.plots_dir, results, ref_name, data.attributes)
     missing = sorted(set(by_name) - set(preds))
@@ -219,11 +217,12 @@ def audit_artifacts(req: AuditRequest, *, on_event: Event | None = None) -> tupl
                        "missing": missing}
 
 
-def _stored_summary(store: Store, name: str, aid: str, device: str, settings: dict, is_ref: bool) -> AuditSummary:
-    rec = store.get_audit(aid, device, settings)
-    assert rec is not None
-    verdict = json.loads(rec["audit_json"]).get("verdict") or {}
-    return AuditSummary(name=name, artifact_id=aid, verdict=rec["verdict"], accuracy=rec["accuracy"],
-                        largest_gap=rec["largest_gap"], gap_lo=rec["gap_lo"], gap_hi=rec["gap_hi"],
-                        gap_attribute=rec["gap_attribute"], reasons=list(verdict.get("reasons") or []),
-                        is_reference=is_ref)
+def _stored_summary(store: Store, aid: str, device: str, key: AuditKey) -> AuditSummary | None:
+    """The stored summary of this audit, None when absent or stored before summaries were (re-audit)."""
+    rec = store.get_audit(aid, device, key.to_dict())
+    if rec is None or not rec.get("summary_json"):
+        return None
+    try:
+        return AuditSummary.from_dict(json.loads(rec["summary_json"]))
+    except (ValueError, TypeError, KeyError):
+        return None

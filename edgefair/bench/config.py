@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgefair.contracts.audit import MIN_SUBJECTS
 from edgefair.contracts.errors import EdgefairError
 from edgefair.contracts.measurement import PROFILE_NAMES
 from edgefair.contracts.targets import TARGET_NAMES, TARGETS
@@ -41,6 +42,8 @@ class SweepConfig:
     attributes: list[str] = field(default_factory=list)  # empty: every attribute of the dataset
     intersections: bool = False
     min_n: int = 30
+    min_subjects: int = MIN_SUBJECTS
+    alpha: float = 0.05
     gap_points: float = 2.0
     min_accuracy_ratio: float = 0.99
 
@@ -84,26 +87,38 @@ def _check_choices(cfg: SweepConfig, src: str) -> None:
     _check_list(src, "profile", [cfg.profile], PROFILE_NAMES)
 
 
+_INTEGERS = (("epochs", 1), ("calib", 1), ("min_n", 1), ("min_subjects", 2), ("threads", 0),
+             ("finetune_epochs", 0), ("seed", None))
+_NUMBERS = (("min_runs", 0.0, float("inf")), ("min_seconds", 0.0, float("inf")), ("gap_points", 0.0, float("inf")),
+            ("min_accuracy_ratio", 0.0, 1.0), ("alpha", 0.0, 0.5))
+_OPTIONAL = ("threads", "min_runs", "min_seconds")  # None: the profile's value
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_integer(src: str, key: str, v: Any, low: int | None) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
+        raise ConfigError(f"{src}: {key}: must be an integer >= {low}, got {v!r}" if low is not None else
+                          f"{src}: {key}: must be an integer, got {v!r}")
+
+
 def _check_numbers(cfg: SweepConfig, src: str) -> None:
     for s in cfg.sparsities:
-        if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 <= s < 1:
+        if not _is_number(s) or not 0 <= s < 1:
             raise ConfigError(f"{src}: sparsities: {s!r} is outside the allowed range [0, 1)")
-    for key, low in (("epochs", 1), ("calib", 1), ("min_n", 1), ("threads", 0), ("finetune_epochs", 0),
-                     ("seed", None)):
+    for key, low in _INTEGERS:
         v = getattr(cfg, key)
-        if key == "threads" and v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
-            raise ConfigError(f"{src}: {key}: must be an integer >= {low}, got {v!r}" if low is not None else
-                              f"{src}: {key}: must be an integer, got {v!r}")
-    for key in ("min_runs", "min_seconds"):
-        y = getattr(cfg, key)
-        if y is not None and (isinstance(y, bool) or not isinstance(y, (int, float)) or y < 0):
-            raise ConfigError(f"{src}: {key}: must be a number >= 0, got {y!r}")
-    for key, lo, hi in (("gap_points", 0.0, float("inf")), ("min_accuracy_ratio", 0.0, 1.0)):
+        if not (key in _OPTIONAL and v is None):
+            _check_integer(src, key, v, low)
+    for key, lo, hi in _NUMBERS:
         x = getattr(cfg, key)
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not lo <= x <= hi:
-            raise ConfigError(f"{src}: {key}: must be a number in [{lo:g}, {hi:g}], got {x!r}")
+        if key in _OPTIONAL and x is None:
+            continue
+        if not _is_number(x) or not lo <= x <= hi or (key == "alpha" and x == 0):
+            what = f">= {lo:g}" if hi == float("inf") else f"in [{lo:g}, {hi:g}]" if key != "alpha" else "in (0, 0.5]"
+            raise ConfigError(f"{src}: {key}: must be a number {what}, got {x!r}")
 
 
 def _check_reference(cfg: SweepConfig, src: str) -> None:

@@ -40,7 +40,9 @@ from edgefair.contracts.jsonio import atomic_write_text
 GATE_SCHEMA = "edgefair.gate/1"
 DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 ROW_KEYS = ("artifact", "device", "size_bytes", "p90_s", "peak_rss_kb", "accuracy", "largest_gap",
-            "status", "valid", "emulated")
+            "status", "valid", "emulated", "verdict", "state")
+# Verdicts that say compression made an artefact worse: newly reaching one fails the gate.
+WORSE_VERDICTS = ("gap-widened", "accuracy-drop")
 
 
 class GateError(EdgefairError, ValueError):
@@ -83,7 +85,7 @@ class GateRow:
 
     artifact: str
     device: str
-    metric: str  # p90_s | size_bytes | accuracy | largest_gap | peak_rss_kb | presence | status
+    metric: str  # p90_s | size_bytes | accuracy | largest_gap | peak_rss_kb | presence | status | verdict
     baseline: float | str | None
     current: float | str | None
     change: float | None  # relative (p90, size, RSS), ratio (accuracy) or points (gap)
@@ -153,6 +155,8 @@ def _normalise(raw: dict[str, Any], where: str) -> dict[str, Any]:
         v = _num(raw.get(key), where, key)
         row[key] = int(v) if v is not None and key in ("size_bytes", "peak_rss_kb") and v.is_integer() else v
     row["status"] = str(raw.get("status") or "ok")
+    for key in ("verdict", "state"):  # the audit's two statements (optional: older baselines lack them)
+        row[key] = None if raw.get(key) is None else str(raw[key])
     row["valid"] = bool(raw.get("valid", True))
     row["emulated"] = bool(raw.get("emulated", False))
     return row
@@ -173,12 +177,26 @@ def _db_rows(path: Path) -> list[dict[str, Any]]:
                           "p90_s": s.get("p90_s"), "peak_rss_kb": s.get("peak_rss_kb"), "accuracy": accuracy,
                           "largest_gap": s.get("largest_gap"), "status": s.get("status"),
                           "valid": bool(s.get("valid")) if s.get("status") == "ok" else True,
-                          "emulated": bool(s.get("emulated"))}, str(path))
+                          "emulated": bool(s.get("emulated")), "verdict": s.get("verdict"),
+                          "state": _state(s.get("audit_summary"))}, str(path))
         key = (row["artifact"], row["device"])
         # Several settings per artefact × device: keep an ok one (the first, in the DB's order).
         if key not in rows or (rows[key]["status"] != "ok" and row["status"] == "ok"):
             rows[key] = row
     return list(rows.values())
+
+
+def _state(summary: dict[str, Any] | None) -> str | None:
+    """The audit's absolute state in a few words (pre-existing gaps, groups at chance)."""
+    from edgefair.bench.report_fairness import short_state
+    from edgefair.fairness.summary import AuditSummary
+
+    if not summary:
+        return None
+    try:
+        return short_state(AuditSummary.from_dict(summary))
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _json_rows(path: Path, doc: Any) -> list[dict[str, Any]]:
@@ -298,7 +316,19 @@ def _compare_pair(a: str, d: str, base: dict[str, Any], cur: dict[str, Any], bou
         ok = pts <= bounds.max_gap_increase_pt + 1e-9
         out.append(GateRow(a, d, "largest_gap", b, c, pts, bounds.max_gap_increase_pt, ok,
                            f"largest gap {pts:+.2f} pt (bound +{bounds.max_gap_increase_pt:g} pt)"))
+    if cur.get("verdict") is not None:
+        out.append(_verdict_row(a, d, base, cur))
     return out
+
+
+def _verdict_row(a: str, d: str, base: dict[str, Any], cur: dict[str, Any]) -> GateRow:
+    """Both statements of the current audit; fails when compression newly made the artefact worse."""
+    b, c = base.get("verdict"), cur["verdict"]
+    worse = c in WORSE_VERDICTS and b is not None and b != c
+    effect = (f"compression effect now {c} (baseline {b})" if worse else f"compression effect {c}"
+              + ("" if b is not None else " (no baseline verdict: not gated)"))
+    note = f"{effect}; state: {cur.get('state') or 'unknown'}"
+    return GateRow(a, d, "verdict", b, c, None, None, not worse, note)
 
 
 def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]],

@@ -8,13 +8,14 @@ The report reads ONLY the database (``edgefair.bench.store.Store``): artefacts, 
 fairness ``AuditResult.to_dict()``). It holds:
 
 - one table row per stored run (artefact × device × settings): size, gzip size, measured
-  sparsity, p50/p90 latency, peak RSS, accuracy, the largest subgroup gap with its 95%
+  sparsity, p50/p90 latency, peak RSS, accuracy, the largest subgroup gap with its
   interval and attribute, the verdict (colour-coded); failed runs with their one-line
   error, emulated devices labelled "emulated: latency not comparable", invalid
   runs flagged with their reason (stop rule not met, throttling, contention);
 - per device, Pareto plots of p50 latency vs accuracy and gzip size vs accuracy,
   coloured by the largest gap, Pareto-optimal artefacts ringed and labelled;
 - per device, a recommendation by the rule in ``RULE``;
+- the fairness section (report_fairness): both statements per artefact and the seed studies' metrics;
 - per device and attribute, per-group accuracy of the reference and each artefact with
   Wilson intervals;
 - per device, the environment fingerprint of its runs.
@@ -36,10 +37,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefair.bench import report_timing, units
+from edgefair.bench import report_fairness, report_timing, units
 from edgefair.bench.store import Store, StoreError
 from edgefair.contracts.errors import EdgefairError
 from edgefair.contracts.jsonio import atomic_write_bytes, one_line
+from edgefair.fairness.summary import AuditSummary
 
 TIE_TOLERANCE = 0.02
 RULE = (
@@ -51,11 +53,15 @@ RULE = (
     "device latencies are not comparable, so the smallest gzip size decides."
 )
 VERDICTS = {
-    "pass": ("no gap grew by ≥ 2 points (Holm-significant), accuracy ≥ 99% of the reference, "
-             "every group large enough"),
-    "insufficient-evidence": "some group has n < min_n: the audit cannot call the artefact fair for everyone",
+    "reference": "the uncompressed model every artefact is compared with: no compression verdict",
+    "pass": ("compression changed nothing significant: no gap between two tested groups grew by ≥ 2 points "
+             "(significant in the verdict family), accuracy ≥ 99% of the reference, every group tested. It does "
+             "not mean fair: see the absolute state"),
+    "insufficient-evidence": ("some group has fewer than min_n images or min_subjects subjects: its change cannot be "
+                              "tested, so the audit cannot call the artefact unchanged for everyone"),
     "accuracy-drop": "accuracy below 99% of the uncompressed reference (MLPerf's rule)",
-    "gap-widened": "the accuracy gap between two groups grew by ≥ 2 points, Holm-significant",
+    "gap-widened": ("the accuracy gap between two tested groups grew by ≥ 2 points, significant after the weighted "
+                    "Holm adjustment over the gap changes"),
     "not audited": "the run has no fairness audit",
     "run failed": "the artefact did not run on this device (error shown)",
 }
@@ -148,6 +154,7 @@ class ReportRow:
     reference: str | None
     reference_accuracy: float | None
     audit: dict[str, Any] | None
+    audit_summary: AuditSummary | None
     env: dict[str, Any]
     percentile_method: str | None
     created_at: float = 0.0
@@ -175,25 +182,6 @@ class ReportRow:
         return self.verdict or "not audited"
 
 
-def audit_summary(audit: dict[str, Any]) -> dict[str, Any]:
-    """The audits-table summary of an ``AuditResult.to_dict()``: verdict, accuracy and the
-    largest max-min group gap over all attributes with its interval and attribute."""
-    best = None
-    for attr in audit.get("attributes") or []:
-        gap = attr.get("max_min_gap")
-        if gap and gap.get("estimate") is not None and (best is None or gap["estimate"] > best[0]["estimate"]):
-            best = (gap, attr["name"])
-    ci = (best[0].get("ci") if best else None) or (None, None)
-    return {
-        "verdict": (audit.get("verdict") or {}).get("label", "unknown"),
-        "accuracy": audit.get("accuracy"),
-        "largest_gap": best[0]["estimate"] if best else None,
-        "gap_lo": ci[0],
-        "gap_hi": ci[1],
-        "gap_attribute": best[1] if best else None,
-    }
-
-
 def load_rows(db_path: Path) -> list[ReportRow]:
     """Every run of the database joined with its artefact and audit, by device then name.
 
@@ -206,28 +194,19 @@ def load_rows(db_path: Path) -> list[ReportRow]:
         with Store(db_path, readonly=True) as store:
             artifacts = {a["artifact_id"]: a for a in store.artifacts()}
             runs = store.runs()
-            audits = store.audits()
+            audits = store.widest_audits()
     except StoreError as e:
         raise ReportError(str(e)) from None
     if not runs:
         raise ReportError(f"{db_path}: the results database holds no runs, nothing to report "
                           "(run `bench sweep` or `bench run` first)")
-    exact: dict[tuple[str, str, str], dict[str, Any]] = {}
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for au in audits:
-        exact[(au["artifact_id"], au["device"], au["settings_key"])] = au
-        key = (au["artifact_id"], au["device"])
-        if key not in latest or au["created_at"] >= latest[key]["created_at"]:
-            latest[key] = au
     # An eval-only run (predictions for an audit, no timing) is shown only when the
     # artefact has no timed run on that device.
     timed = {(r["artifact_id"], r["device"]) for r in runs if r.get("p50_s") is not None}
     runs = [r for r in runs if r.get("p50_s") is not None or (r["artifact_id"], r["device"]) not in timed]
     rows = []
     for r in runs:
-        rows.append(_row(r, artifacts.get(r["artifact_id"]),
-                         exact.get((r["artifact_id"], r["device"], r["settings_key"]))
-                         or latest.get((r["artifact_id"], r["device"]))))
+        rows.append(_row(r, artifacts.get(r["artifact_id"]), audits.get((r["artifact_id"], r["device"]))))
     rows.sort(key=lambda x: (x.emulated, x.device, x.name, json.dumps(x.settings, sort_keys=True)))
     return rows
 
@@ -237,13 +216,6 @@ def _loads(text: str | None) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return None
-
-
-def _pick(au: dict[str, Any] | None, summary: dict[str, Any], col: str) -> Any:
-    """An audits-table column, else the value computed from its audit_json (None without an audit)."""
-    if au is None:
-        return None
-    return au[col] if au.get(col) is not None else summary.get(col)
 
 
 def _run_fields(run: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -264,16 +236,28 @@ def _run_fields(run: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             "op_profile": result.get("op_profile"), "warnings": [str(w) for w in result.get("warnings") or []]}
 
 
+def _stored_audit_summary(au: dict[str, Any] | None) -> AuditSummary | None:
+    """The stored fairness summary of an audit; None without one (an audit stored before summaries were)."""
+    doc = _loads(au.get("summary_json")) if au else None
+    if not doc:
+        return None
+    try:
+        return AuditSummary.from_dict(doc)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def _audit_fields(run: dict[str, Any], au: dict[str, Any] | None) -> dict[str, Any]:
-    audit = _loads(au["audit_json"]) if au else None
-    summary = audit_summary(audit) if audit else {}
-    accuracy = _pick(au, summary, "accuracy")
+    """The audit's columns; the widest audit of this artefact on this device (``Store.widest_audits``)."""
+    summary = _stored_audit_summary(au)
+    accuracy = au.get("accuracy") if au else None
     return {"accuracy": run.get("accuracy") if accuracy is None else accuracy,
-            "verdict": _pick(au, summary, "verdict"),
-            "verdict_reasons": [str(x) for x in ((audit or {}).get("verdict") or {}).get("reasons") or []],
-            **{k: _pick(au, summary, k) for k in ("largest_gap", "gap_lo", "gap_hi", "gap_attribute")},
+            "verdict": au.get("verdict") if au else None,
+            "verdict_reasons": list(summary.verdict_reasons) if summary else [],
+            **{k: au.get(k) if au else None for k in ("largest_gap", "gap_lo", "gap_hi", "gap_attribute")},
             "reference": au.get("reference") if au else None,
-            "reference_accuracy": ((audit or {}).get("reference") or {}).get("accuracy"), "audit": audit}
+            "reference_accuracy": summary.reference_accuracy if summary else None,
+            "audit": _loads(au.get("audit_json")) if au else None, "audit_summary": summary}
 
 
 def _row(run: dict[str, Any], art: dict[str, Any] | None, au: dict[str, Any] | None) -> ReportRow:
@@ -599,12 +583,13 @@ def _group_values(a: dict[str, Any], groups: dict[str, int]) -> dict[str, tuple[
     for g in a.get("groups") or []:
         groups.setdefault(g["group"], g["n"])
         lo, hi = g["accuracy_ci"]
-        vals[g["group"]] = (g["accuracy"], lo, hi, bool(g.get("sufficient", True)))
+        vals[g["group"]] = (g["accuracy"], lo, hi, bool(g.get("tested", g.get("sufficient", True))))
     return vals
 
 
 def _reference_values(a: dict[str, Any]) -> dict[str, tuple[float, float, float, bool]]:
-    return {g["group"]: (g["reference_accuracy"], *g["reference_accuracy_ci"], bool(g.get("sufficient", True)))
+    return {g["group"]: (g["reference_accuracy"], *g["reference_accuracy_ci"],
+                         bool(g.get("tested", g.get("sufficient", True))))
             for g in a.get("groups") or []
             if g.get("reference_accuracy") is not None and g.get("reference_accuracy_ci")}
 
@@ -617,6 +602,7 @@ class _AttributeSeries:
     groups: dict[str, int] = field(default_factory=dict)
     reference: tuple[str, dict[str, tuple[float, float, float, bool]]] | None = None
     min_n: int = 30
+    ci_label: str = "95% CI"
 
 
 def _collect_series(by_name: dict[str, list[ReportRow]], attr: str) -> _AttributeSeries:
@@ -632,6 +618,7 @@ def _collect_series(by_name: dict[str, list[ReportRow]], attr: str) -> _Attribut
         for same in distinct.values():
             r, a = same[0]
             out.min_n = (r.audit or {}).get("settings", {}).get("min_n", out.min_n)
+            out.ci_label = r.audit_summary.ci_label if r.audit_summary else out.ci_label
             label = name if len(distinct) == 1 else f"{name} @ {', '.join(x.device for x, _ in same)}"
             out.series.append(GroupSeries(label=label, verdict=r.verdict, values=_group_values(a, out.groups)))
             refs = _reference_values(a)
@@ -650,10 +637,12 @@ def _group_plot(by_name: dict[str, list[ReportRow]], attr: str) -> Plot | None:
     if got.reference is not None:  # the reference's own audit may be among the rows: do not draw it twice
         series = [s for s in series if s.label != got.reference[0]]
         series.insert(0, GroupSeries(label=f"reference ({got.reference[0]})", verdict=None, values=got.reference[1]))
-    png = group_figure(f"Accuracy by {attr}: reference and artefacts (95% Wilson intervals)", series,
+    png = group_figure(f"Accuracy by {attr}: reference and artefacts ({got.ci_label}s)", series,
                        list(got.groups.items()), got.min_n)
-    cap = (f"Accuracy by {attr}: the reference and each artefact, 95% Wilson intervals; dotted lines: the "
-           f"reference's accuracy per group; hollow: n < {got.min_n}. An artefact audited identically on every "
+    cap = (f"Accuracy by {attr}: the reference and each artefact, {got.ci_label}s (Wilson on the effective sample "
+           "size: images of one subject count less); dotted lines: the "
+           f"reference's accuracy per group; hollow: an untested group (fewer than min_n = {got.min_n} images or "
+           "min_subjects subjects). An artefact audited identically on every "
            "device is drawn once; otherwise its devices are named. The label's colour is the verdict.")
     return Plot("groups-" + re.sub(r"[^A-Za-z0-9._-]+", "_", attr), f"Per-group accuracy: {attr}", png, cap)
 
@@ -721,6 +710,14 @@ class _Context:
     generated: str
 
     @property
+    def fairness(self) -> list[report_fairness.FairnessEntry]:
+        return report_fairness.entries(self.rows)
+
+    @property
+    def ci_label(self) -> str:
+        return next((r.audit_summary.ci_label for r in self.rows if r.audit_summary), "95% CI")
+
+    @property
     def op_tables(self) -> list[report_timing.OpTable]:
         return report_timing.op_tables(self.rows, {d: r.artifact for d, r in self.recs.items()})
 
@@ -742,7 +739,7 @@ class _Context:
 
 
 COLUMNS = ["artefact", "device", "size", "gzip", "sparsity", "p50 ms", "p90 ms", "peak RSS MiB", "accuracy",
-           "largest gap (95% CI)", "verdict"]
+           "largest gap [CI]", "verdict"]
 
 
 # ------------------------------------------------------------------ Markdown
@@ -775,8 +772,8 @@ def _md_results(ctx: _Context) -> list[str]:
     if flagged:
         out += ["", "Invalid runs (latency not trusted):", ""]
         out += [f"- `{r.name}` on {r.device}: {'; '.join(r.invalid_reasons) or 'flagged invalid'}" for r in flagged]
-    out += ["", "Gaps are in accuracy points: the largest difference in accuracy between two groups of one "
-            "attribute, with its 95% interval. Verdicts:", ""]
+    out += ["", "Gaps are in accuracy points: the largest difference in accuracy between two tested groups of one "
+            f"attribute, with its {ctx.ci_label}. Verdicts:", ""]
     return out + [f"- **{k}**: {v}" for k, v in VERDICTS.items()]
 
 
@@ -793,6 +790,7 @@ def _markdown(ctx: _Context) -> str:
     out += [f"- {r.text}" for r in ctx.recs.values()] + [""]
     out += _md_results(ctx) + [""]
     out += _md_figures("Pareto fronts", ctx.pareto, "No successful run with an accuracy.")
+    out += report_fairness.markdown(ctx.fairness)
     out += _md_figures("Per-group accuracy", ctx.groups, "No audits stored.")
     out += report_timing.markdown(ctx.op_tables, ctx.scaling)
     out += ["## Environment", ""]
@@ -835,6 +833,7 @@ tr.devstart td { border-top: 2px solid #8c959f; }
            white-space: nowrap; }
 .v-pass { background: #dafbe1; color: #116329; } .v-insufficient-evidence { background: #fff8c5; color: #7d4e00; }
 .v-accuracy-drop { background: #ffe7d1; color: #953800; } .v-gap-widened { background: #ffebe9; color: #a40e26; }
+.v-reference { background: #ddf4ff; color: #0550ae; }
 .v-not-audited { background: #eaeef2; color: #59636e; } .v-run-failed { background: #59636e; color: #ffffff; }
 td.error { color: #a40e26; font-family: "DejaVu Sans Mono", monospace; font-size: 11.5px; word-break: break-word; }
 td.emu { color: #8c959f; }
@@ -946,11 +945,13 @@ def _html(ctx: _Context) -> str:
 </tbody></table></div>
 <p class="rule">Sizes are of the model file; sparsity is the measured share of zero weights; p50/p90 are
 percentiles of the raw per-inference samples; peak RSS is the largest VmHWM over the agent's phases. Gaps are
-in accuracy points: the largest difference in accuracy between two groups of one attribute (named below the
-value), with its 95% interval. Hover a verdict for the audit's reasons.</p>
+in accuracy points: the largest difference in accuracy between two tested groups of one attribute (named below
+the value), with its {_e(ctx.ci_label)}. Hover a verdict for the audit's reasons; the fairness section below gives
+both statements per artefact.</p>
 <dl class="legend">{legend}</dl>
 <h2>Pareto fronts</h2>
 {"".join(_figure(p) for p in ctx.pareto) or "<p>No successful run with an accuracy.</p>"}
+{report_fairness.html(ctx.fairness, _e)}
 <h2>Per-group accuracy</h2>
 {groups}
 {report_timing.html(ctx.op_tables, ctx.scaling, _e)}

@@ -12,17 +12,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edgefair.contracts.audit import AuditKey, audit_breadth
 from edgefair.contracts.errors import EdgefairError
 from edgefair.contracts.jsonio import dumps
 from edgefair.contracts.manifest import Manifest
 from edgefair.contracts.measurement import settings_key
 from edgefair.contracts.result import AgentResult
 
-SCHEMA_VERSION = 2
+if TYPE_CHECKING:
+    from edgefair.fairness.summary import AuditSummary
+
+SCHEMA_VERSION = 3
 # Columns added since schema 1, as (table, column, type): an older database gains them on open.
-_MIGRATIONS = {2: [("runs", "rss_method", "TEXT"), ("runs", "model_rss_kb", "INTEGER"), ("runs", "threads", "INTEGER")]}
+_MIGRATIONS = {2: [("runs", "rss_method", "TEXT"), ("runs", "model_rss_kb", "INTEGER"), ("runs", "threads", "INTEGER")],
+               3: [("audits", "settings_json", "TEXT"), ("audits", "summary_json", "TEXT")]}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,6 +50,7 @@ CREATE TABLE IF NOT EXISTS audits (
     id INTEGER PRIMARY KEY, artifact_id TEXT NOT NULL, device TEXT NOT NULL, settings_key TEXT NOT NULL,
     reference TEXT, verdict TEXT NOT NULL, accuracy REAL, largest_gap REAL, gap_lo REAL, gap_hi REAL,
     gap_attribute TEXT, audit_json TEXT NOT NULL, created_at REAL NOT NULL,
+    settings_json TEXT, summary_json TEXT,
     UNIQUE (artifact_id, device, settings_key)
 );
 CREATE TABLE IF NOT EXISTS stages (
@@ -116,8 +122,8 @@ class Store:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         for step in range((version or SCHEMA_VERSION) + 1, SCHEMA_VERSION + 1):
-            have = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
             for table, column, kind in _MIGRATIONS.get(step, []):
+                have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -180,15 +186,20 @@ class Store:
                  rss.method, rss.model_kb, settings.get("threads")),
             )
 
-    def put_audit(self, *, artifact_id: str, device: str, settings: dict[str, Any], reference: str,
-                  audit: dict[str, Any], summary: dict[str, Any]) -> None:
+    def put_audit(self, *, artifact_id: str, device: str, key: AuditKey, audit: dict[str, Any],
+                  summary: AuditSummary) -> None:
+        """Store one audit under its settings (``key``): a narrower audit sits beside a wider one."""
+        gap = summary.largest_gap
+        ci = (gap.ci if gap is not None else None) or (None, None)
+        where = None if gap is None else f"{gap.attribute}: {gap.high} vs {gap.low}"
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO audits (artifact_id, device, settings_key, reference, verdict, accuracy, "
-                "largest_gap, gap_lo, gap_hi, gap_attribute, audit_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (artifact_id, device, settings_key(settings), reference, summary["verdict"], summary.get("accuracy"),
-                 summary.get("largest_gap"), summary.get("gap_lo"), summary.get("gap_hi"), summary.get("gap_attribute"),
-                 dumps(audit), time.time()),
+                "largest_gap, gap_lo, gap_hi, gap_attribute, audit_json, created_at, settings_json, summary_json) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (artifact_id, device, settings_key(key.to_dict()), key.reference, summary.verdict, summary.accuracy,
+                 None if gap is None else gap.estimate, ci[0], ci[1], where, dumps(audit), time.time(),
+                 dumps(key.to_dict()), dumps(summary.to_dict())),
             )
 
     def put_stage(self, key: str, kind: str, status: str, detail: dict[str, Any]) -> None:
@@ -211,10 +222,6 @@ class Store:
         row = self._conn.execute(q, (artifact_id, device, settings_key(settings))).fetchone()
         return None if row is None else {**dict(row), "result": json.loads(row["result_json"])}
 
-    def has_audit(self, artifact_id: str, device: str, settings: dict[str, Any]) -> bool:
-        q = "SELECT 1 FROM audits WHERE artifact_id=? AND device=? AND settings_key=?"
-        return self._conn.execute(q, (artifact_id, device, settings_key(settings))).fetchone() is not None
-
     def get_audit(self, artifact_id: str, device: str, settings: dict[str, Any]) -> dict[str, Any] | None:
         q = "SELECT * FROM audits WHERE artifact_id=? AND device=? AND settings_key=?"
         row = self._conn.execute(q, (artifact_id, device, settings_key(settings))).fetchone()
@@ -234,6 +241,16 @@ class Store:
     def audits(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._conn.execute("SELECT * FROM audits ORDER BY artifact_id, device")]
 
+    def widest_audits(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Per artefact × device, the audit covering the most attributes (``AuditKey.breadth``), then the newest."""
+        best: dict[tuple[str, str], dict[str, Any]] = {}
+        for au in self.audits():
+            key = (au["artifact_id"], au["device"])
+            rank = (audit_breadth(_loads(au.get("settings_json"))), au["created_at"])
+            if key not in best or rank >= best[key]["_rank"]:
+                best[key] = {**au, "_rank": rank}
+        return best
+
     def summary_rows(self) -> list[dict[str, Any]]:
         """One row per artefact × device: its newest timed run (else newest run) and newest audit.
 
@@ -248,11 +265,7 @@ class Store:
             rank = (r["p50_s"] is not None, r["status"] == "ok", r["created_at"])
             if cur is None or rank > (cur["p50_s"] is not None, cur["status"] == "ok", cur["created_at"]):
                 best_run[key] = r
-        best_audit: dict[tuple[str, str], dict[str, Any]] = {}
-        for au in self.audits():
-            key = (au["artifact_id"], au["device"])
-            if key not in best_audit or au["created_at"] >= best_audit[key]["created_at"]:
-                best_audit[key] = au
+        best_audit = self.widest_audits()
         rows = []
         for key, r in best_run.items():
             a = arts.get(key[0])
@@ -263,7 +276,7 @@ class Store:
                 **{k: a[k] for k in _SUMMARY_ARTIFACT}, **{k: r[k] for k in _SUMMARY_RUN},
                 "run_accuracy": r["accuracy"],
                 **{k: au.get(k) for k in ("verdict", "largest_gap", "gap_lo", "gap_hi", "gap_attribute")},
-                "audit_accuracy": au.get("accuracy"),
+                "audit_accuracy": au.get("accuracy"), "audit_summary": _loads(au.get("summary_json")),
             })
         rows.sort(key=lambda x: (x["name"], x["device"]))
         return rows
@@ -274,3 +287,10 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _loads(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None

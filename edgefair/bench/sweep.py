@@ -138,8 +138,9 @@ class _Sweep:
 
         self.event("stage", {"stage": "audit", "arch": arch, "device": device, "status": "start"})
         req = AuditRequest(artifacts=art_dir, db=self.db, device=device, attributes=self.cfg.attributes or None,
-                           intersections=self.cfg.intersections, min_n=self.cfg.min_n, thresholds=self.thresholds,
-                           resume=True)
+                           intersections=self.cfg.intersections, min_n=self.cfg.min_n,
+                           min_subjects=self.cfg.min_subjects, alpha=self.cfg.alpha, seed=self.cfg.seed,
+                           thresholds=self.thresholds, resume=True)
         summaries, _ = audit_artifacts(req, on_event=lambda k, n, i: self.event(
             "artifact", {"stage": "audit", "device": device, "kind": k, "name": n}))
         self.outcome.stages.append({"stage": "audit", "arch": arch, "device": device,

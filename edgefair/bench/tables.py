@@ -12,7 +12,8 @@ from rich.table import Table
 from edgefair.bench import units
 from edgefair.bench.console import err
 
-VERDICT_COLOURS = {"pass": "green", "gap-widened": "red", "accuracy-drop": "red", "insufficient-evidence": "yellow"}
+VERDICT_COLOURS = {"reference": "cyan", "pass": "green", "gap-widened": "red", "accuracy-drop": "red",
+                   "insufficient-evidence": "yellow"}
 
 
 def cell(text: object) -> str:
@@ -68,17 +69,40 @@ def print_run_table(rows: list, *, device: str, with_accuracy: bool) -> None:
     err.print(table)
 
 
-def print_audit_table(summaries: list, *, reference: str) -> None:
-    """One line per artefact: verdict, accuracy, largest gap with its interval."""
-    table = Table(title=f"fairness audit (reference: {cell(reference)})")
-    for c in ("artefact", "verdict", "accuracy", "largest gap", "95% CI", "where"):
-        table.add_column(c, justify="right" if c in ("accuracy", "largest gap") else "left")
-    for s in summaries:
-        verdict = "reference" if s.is_reference else f"[{VERDICT_COLOURS.get(s.verdict, 'white')}]{s.verdict}[/]"
-        gap = units.DASH if s.largest_gap is None else f"{units.points(s.largest_gap)} pt"
-        ci = units.DASH if s.gap_lo is None else f"[{units.points(s.gap_lo)}, {units.points(s.gap_hi)}]"
-        table.add_row(cell(s.name), verdict, units.pct(s.accuracy), gap, escape(ci), cell(s.gap_attribute or ""))
+def print_audit_table(rows: list, *, reference: str) -> None:
+    """One line per artefact: both statements (the verdict: what compression changed; the state:
+    pre-existing gaps and groups at chance), accuracy, the largest gap and the largest widening."""
+    from edgefair.bench.report_fairness import short_state
+
+    label = rows[0].summary.ci_label if rows else "95% CI"
+    table = Table(title=f"fairness audit (reference: {cell(reference)}; intervals: {label})")
+    for c in ("artefact", "verdict", "accuracy", "change", "largest gap", "largest widening", "absolute state"):
+        table.add_column(c, justify="right" if c in ("accuracy", "change") else "left")
+    for r in rows:
+        s = r.summary
+        verdict = f"[{VERDICT_COLOURS.get(s.verdict, 'white')}]{s.verdict}[/]"
+        change = units.DASH if s.accuracy_change is None else f"{100 * s.accuracy_change.estimate:+.1f} pt"
+        table.add_row(cell(r.name), verdict, units.pct(s.accuracy), change, escape(_largest_gap(s)),
+                      escape(_widening(s)), cell(short_state(s)))
     err.print(table)
+    err.print("verdict = what compression changed (pass: nothing significant, not 'fair'); absolute state = how "
+              "the reference and the artefact stand. Full audits: --verbose.", markup=False)
+
+
+def _largest_gap(s: Any) -> str:
+    g = s.largest_gap
+    if g is None:
+        return units.DASH
+    ci = "" if g.ci is None else f" [{units.points(g.ci[0])}, {units.points(g.ci[1])}]"
+    return f"{units.points(g.estimate)} pt{ci} {g.attribute}: {g.high} vs {g.low}"
+
+
+def _widening(s: Any) -> str:
+    w = s.gap_change
+    if w is None:
+        return units.DASH
+    p = "" if w.p_adjusted is None else f" p_adj {w.p_adjusted:.2g}"
+    return f"{100 * w.estimate:+.1f} pt {w.attribute}: {w.other} vs {w.group}{p}"
 
 
 def print_export_table(report: Any) -> None:
@@ -113,7 +137,19 @@ def _sweep_row(r: dict[str, Any]) -> list[str]:
             units.size(r["gzip_bytes"]),
             units.DASH if r["sparsity_measured"] is None else f"{r['sparsity_measured']:.2f}",
             units.ms(r["p50_s"]), units.ms(r["p90_s"]), units.rss_mib(r["peak_rss_kb"]), units.pct(acc), _gap_cell(r),
-            f"[{VERDICT_COLOURS.get(v, 'white')}]{cell(v)}[/]"]
+            f"[{VERDICT_COLOURS.get(v, 'white')}]{cell(v)}[/]", cell(_state_cell(r.get("audit_summary")))]
+
+
+def _state_cell(summary: dict[str, Any] | None) -> str:
+    from edgefair.bench.report_fairness import short_state
+    from edgefair.fairness.summary import AuditSummary
+
+    if not summary:
+        return units.DASH
+    try:
+        return short_state(AuditSummary.from_dict(summary))
+    except (ValueError, TypeError, KeyError):
+        return units.DASH
 
 
 def print_sweep_summary(outcome: Any) -> None:
@@ -132,7 +168,7 @@ def print_sweep_summary(outcome: Any) -> None:
         rows = store.summary_rows()
     table = Table(title="sweep results (p50/p90 in ms)")
     for c in ("artefact", "device", "size", "gzip", "sparsity", "p50", "p90", "peak RSS", "accuracy",
-              "largest gap [95% CI]", "verdict"):
+              "largest gap [CI]", "verdict", "absolute state"):
         table.add_column(c, justify="left" if c in ("artefact", "device", "verdict") else "right")
     for r in rows:
         table.add_row(*_sweep_row(r))

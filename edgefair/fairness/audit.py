@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefair.contracts.audit import MIN_SUBJECTS  # chosen by simulation: see its comment
 from edgefair.fairness.cie import compression_identified_exemplars
 from edgefair.fairness.clusters import cluster_layout, design_effect
 from edgefair.fairness.compression import error_shift
@@ -42,10 +43,6 @@ from edgefair.fairness.result import (
 from edgefair.fairness.state import absolute_state, ci_label, largest_gap
 from edgefair.fairness.verdict import decide
 
-# Default of min_subjects, chosen by scripts/fairness_sim.py (docs/fairness.md): the
-# smallest count at which the tests keep their level AND can detect a large widening;
-# with 2-3 subjects per group they cannot reject at all.
-MIN_SUBJECTS = 5
 OVERALL = "(all)"
 
 

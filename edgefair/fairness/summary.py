@@ -159,11 +159,33 @@ def _compression_statement(verdict: str, reasons: list[str], is_reference: bool)
     return f"compression effect: {first}"
 
 
+def _shift_fields(es: Any) -> dict[str, Any]:
+    """CEV/SDE with their intervals, noise levels and p-values (None without a reference)."""
+    names = ("cev", "cev_ci", "cev_noise", "cev_p", "sde", "sde_ci", "sde_noise", "sde_p")
+    return {k: getattr(es, k) if es is not None else None for k in names}
+
+
+def _reference_fields(ref: Any) -> dict[str, Any]:
+    """Accuracy change and churn against the reference (None without one)."""
+    if ref is None:
+        return {"reference_accuracy": None, "accuracy_change": None, "churn": None, "churn_ci": None}
+    change = ref.accuracy_change
+    return {"reference_accuracy": ref.accuracy,
+            "accuracy_change": Change(change.estimate, change.ci, change.p_value),
+            "churn": ref.churn.value if ref.churn is not None else None,
+            "churn_ci": ref.churn.ci if ref.churn is not None else None}
+
+
+def _largest_gap(lg: Any) -> GapSummary | None:
+    if lg is None:
+        return None
+    return GapSummary(lg.attribute, lg.high, lg.low, lg.estimate, lg.ci, lg.ci_simultaneous, lg.p_adjusted,
+                      lg.selection)
+
+
 def summarize(result: AuditResult, *, is_reference: bool) -> AuditSummary:
     """The summary of one audit; ``is_reference`` labels the reference artefact."""
     ref = result.reference
-    es = ref.error_shift if ref is not None else None
-    lg = result.largest_gap
     verdict = "reference" if is_reference else result.verdict.label
     reasons = list(result.verdict.reasons)
     return AuditSummary(
@@ -178,13 +200,7 @@ def summarize(result: AuditResult, *, is_reference: bool) -> AuditSummary:
         ci_label=result.settings.ci_label,
         accuracy=result.accuracy,
         accuracy_ci=result.accuracy_ci,
-        reference_accuracy=ref.accuracy if ref is not None else None,
-        accuracy_change=None if ref is None else Change(
-            ref.accuracy_change.estimate, ref.accuracy_change.ci, ref.accuracy_change.p_value
-        ),
-        largest_gap=None if lg is None else GapSummary(
-            lg.attribute, lg.high, lg.low, lg.estimate, lg.ci, lg.ci_simultaneous, lg.p_adjusted, lg.selection
-        ),
+        largest_gap=_largest_gap(result.largest_gap),
         gap_change=None if is_reference else _gap_change(result),
         reference_gaps=[
             StateGap(c.attribute, c.group, c.other, c.estimate, c.ci, c.p_adjusted) for c in result.state.reference_gaps
@@ -193,17 +209,9 @@ def summarize(result: AuditResult, *, is_reference: bool) -> AuditSummary:
             ChanceSummary(b.model, b.attribute, b.group, b.accuracy, b.ci, b.below_chance_significant)
             for b in result.state.below_chance
         ],
-        cev=es.cev if es else None,
-        cev_ci=es.cev_ci if es else None,
-        cev_noise=es.cev_noise if es else None,
-        cev_p=es.cev_p if es else None,
-        sde=es.sde if es else None,
-        sde_ci=es.sde_ci if es else None,
-        sde_noise=es.sde_noise if es else None,
-        sde_p=es.sde_p if es else None,
-        churn=ref.churn.value if ref is not None and ref.churn is not None else None,
-        churn_ci=ref.churn.ci if ref is not None and ref.churn is not None else None,
         untested=[f"{a.name}={g.group} ({g.untested_reason})" for a in result.attributes for g in a.groups
                   if not g.tested],
         statements=[_compression_statement(verdict, reasons, is_reference), *result.state.statements],
+        **_reference_fields(ref),
+        **_shift_fields(ref.error_shift if ref is not None else None),
     )

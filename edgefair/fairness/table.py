@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from edgefair.fairness.compression import CEV_EXPLAINED, SDE_EXPLAINED
 from edgefair.fairness.result import AuditResult, Comparison, Interval, Metric
@@ -90,9 +91,7 @@ def _header(result: AuditResult) -> list[str]:
     return lines
 
 
-def _attribute_lines(result: AuditResult, a_index: int) -> list[str]:
-    a = result.attributes[a_index]
-    s, ref, label = result.settings, result.reference, result.settings.ci_label
+def _attribute_head(a: Any) -> str:
     head = a.name
     if a.max_min_gap is not None:
         g = a.max_min_gap
@@ -105,26 +104,33 @@ def _attribute_lines(result: AuditResult, a_index: int) -> list[str]:
     head += f"; equalised odds {_metric(m.equalized_odds if m else None)}"
     if a.n_missing:
         head += f"; {a.n_missing} missing left out"
-    lines = ["", head]
+    return head
+
+
+def _group_row(gr: Any, with_reference: bool) -> list[str]:
+    row = [
+        gr.group + ("" if gr.tested else " (untested)"),
+        str(gr.n),
+        "" if gr.n_subjects is None else str(gr.n_subjects),
+        f"{gr.accuracy:.3f}",
+        _ci(gr.accuracy_ci),
+        f"{gr.macro_f1:.3f}",
+    ]
+    if with_reference:
+        churn = gr.metrics.churn if gr.metrics else None
+        row += [_num(gr.reference_accuracy), _pts(gr.accuracy_change), _pts(gr.gap_change),
+                _num(churn.value if churn else None)]
+    return row
+
+
+def _attribute_lines(result: AuditResult, a_index: int) -> list[str]:
+    a = result.attributes[a_index]
+    s, ref, label = result.settings, result.reference, result.settings.ci_label
+    lines = ["", _attribute_head(a)]
     header = ["group", "n", "subj" if result.has_subjects else "", "acc", label, "macro-F1"]
     if ref is not None:
         header += ["ref acc", f"change pts [{label}]", f"gap change vs {a.best_group or '-'}", "churn"]
-    rows = [header]
-    for gr in a.groups:
-        row = [
-            gr.group + ("" if gr.tested else " (untested)"),
-            str(gr.n),
-            "" if gr.n_subjects is None else str(gr.n_subjects),
-            f"{gr.accuracy:.3f}",
-            _ci(gr.accuracy_ci),
-            f"{gr.macro_f1:.3f}",
-        ]
-        if ref is not None:
-            churn = gr.metrics.churn if gr.metrics else None
-            row += [_num(gr.reference_accuracy), _pts(gr.accuracy_change), _pts(gr.gap_change),
-                    _num(churn.value if churn else None)]
-        rows.append(row)
-    lines.extend(_grid(rows))
+    lines.extend(_grid([header] + [_group_row(gr, ref is not None) for gr in a.groups]))
     lines.extend(
         f"  {c.group} vs rest: {_pts(c)} pts, {_adj(c)} (descriptive)"
         for c in result.comparisons

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -19,17 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from edgefair.bench.report import audit_summary
 from edgefair.bench.store import Store
+from edgefair.contracts.audit import AuditKey
 from edgefair.contracts.manifest import FileInfo, Manifest
 from edgefair.contracts.result import AgentResult
-from edgefair.fairness import audit
+from edgefair.fairness import AuditResult, audit, summarize
 from edgefair.runtimes import agent
 from tests.fairness.synth import CLASSES, perturb, predict
 from tests.manifests import make_manifest
 
 SETTINGS = {"mode": "both", "profile": "quick", "threads": 1}
 REFERENCE = "torch-fp32-s0"
+AUDIT_KEY = AuditKey(reference=REFERENCE, dataset="synthfer:n=3000:seed=3", attributes=("gender", "age"))
 N_TEST = 1200
 
 RUNTIMES = {"torch": ("torch", "torch"), "onnx": ("onnxruntime", "onnxruntime"),
@@ -134,12 +134,11 @@ def predictions(spec: Spec, seed: int) -> np.ndarray:
 
 
 @functools.cache
-def audit_dict(spec: Spec, seed: int) -> str:
-    """The real audit of ``spec``'s predictions against the reference, as JSON text."""
+def audit_of(spec: Spec, seed: int) -> AuditResult:
+    """The real audit of ``spec``'s predictions against the reference (the reference: on its own)."""
     y, gender, age, ref = _test_split(seed)
-    result = audit(y_true=y, y_pred=predictions(spec, seed), sensitive={"gender": gender, "age": age},
-                   class_names=CLASSES, reference_pred=ref, min_n=30)
-    return json.dumps(result.to_dict(), allow_nan=False)
+    return audit(y_true=y, y_pred=predictions(spec, seed), sensitive={"gender": gender, "age": age},
+                 class_names=CLASSES, reference_pred=None if spec.name == REFERENCE else ref, min_n=30)
 
 
 # ---------------------------------------------------------------- manifests and results
@@ -268,7 +267,7 @@ def build_db(path: Path, scenario: Scenario | None = None) -> Path:
                               result=AgentResult.from_dict(result) if result["ok"] else AgentResult.failure(
                                   result["error"], result), accuracy=acc)
                 if result["ok"]:
-                    a = json.loads(audit_dict(spec, scenario.seed))
-                    store.put_audit(artifact_id=aid, device=device, settings=SETTINGS, reference=REFERENCE,
-                                    audit=a, summary=audit_summary(a))
+                    result = audit_of(spec, scenario.seed)
+                    store.put_audit(artifact_id=aid, device=device, key=AUDIT_KEY, audit=result.to_dict(),
+                                    summary=summarize(result, is_reference=spec.name == REFERENCE))
     return path

@@ -200,3 +200,18 @@ def test_a_run_that_now_fails_or_is_invalid_fails_the_gate(db):
     assert {(r.artifact, r.metric) for r in result.failures} == {("onnx-fp32-s0", "status"),
                                                                  ("torch-fp32-s0", "p90_s")}
     assert "current run invalid: latency not trusted, measure again" in format_diff_table(result)
+
+
+def test_both_statements_reach_the_gate_and_a_new_widening_fails(db):
+    base = [r for r in load_side(db) if r["status"] == "ok" and r["valid"]]
+    assert {r["verdict"] for r in base} >= {"reference", "pass"} and all(r["state"] for r in base if r["verdict"])
+    cur = copy.deepcopy(base)
+    passing = next(r for r in cur if r["verdict"] == "pass")
+    passing["verdict"] = "gap-widened"
+    result = compare(base, cur)
+    assert [(r.artifact, r.device, r.metric) for r in result.failures] == [
+        (passing["artifact"], passing["device"], "verdict")]
+    assert "compression effect now gap-widened (baseline pass); state: " in format_diff_table(result)
+    for r in base:  # an older baseline without verdicts: reported, not gated
+        r["verdict"] = None
+    assert compare(base, cur).ok

@@ -66,9 +66,12 @@ def test_fairness_uses_stored_predictions_and_writes_audits(measured, bench, tin
     doc = parse_json(proc)
     assert doc["reference"] == "torch-fp32-s0"
     summaries = {s["name"]: s for s in doc["summaries"]}
-    assert summaries["torch-fp32-s0"]["is_reference"]
+    assert summaries["torch-fp32-s0"]["is_reference"] and summaries["torch-fp32-s0"]["verdict"] == "reference"
     verdicts = {"pass", "gap-widened", "accuracy-drop", "insufficient-evidence"}
-    assert {s["verdict"] for s in summaries.values()} <= verdicts
+    assert {s["verdict"] for n, s in summaries.items() if n != "torch-fp32-s0"} <= verdicts
+    for s in summaries.values():  # two statements: what compression changed, then how the models stand
+        assert s["statements"][0].startswith("reference: " if s["is_reference"] else "compression effect: ")
+        assert len(s["statements"]) >= 3 and s["ci_label"] == "95% CI"
     audit = doc["audits"]["tflite-int8-s0.5"]
     assert audit["reference"]["error_shift"] is not None
     assert {a["name"] for a in audit["attributes"]} == {"gender", "skin_tone", "age"}

@@ -149,6 +149,8 @@ def test_an_unreachable_device_stops_after_the_first_artefact(bench, tiny_artifa
 
 
 def test_a_database_from_a_newer_edgefair_is_refused_untouched(bench, tiny_artifacts, tmp_path):
+    from edgefair.bench.store import SCHEMA_VERSION
+
     db = tmp_path / "new.db"
     with sqlite3.connect(db) as c:
         c.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -156,8 +158,8 @@ def test_a_database_from_a_newer_edgefair_is_refused_untouched(bench, tiny_artif
     before = db.read_bytes()
     proc = bench("run", "--artifacts", tiny_artifacts, "--only", "onnx-fp32-s0", "--db", db, *FAST)
     assert proc.returncode == 1
-    assert _last_line(proc) == (f"bench run: error: {db}: schema version 99 is newer than this edgefair's 2: "
-                                "upgrade edgefair to read it")
+    assert _last_line(proc) == (f"bench run: error: {db}: schema version 99 is newer than this edgefair's "
+                                f"{SCHEMA_VERSION}: upgrade edgefair to read it")
     assert db.read_bytes() == before
 
 

@@ -70,8 +70,17 @@ def test_an_old_results_database_is_migrated_in_place(tmp_path):
                         "accuracy REAL, valid INTEGER, emulated INTEGER, samples_path TEXT, result_json TEXT NOT NULL,"
                         " created_at REAL NOT NULL, UNIQUE (artifact_id, device, settings_key));"
                         "INSERT INTO runs (artifact_id, device, settings_key, settings_json, status, result_json, "
-                        "created_at) VALUES ('a', 'local', 'k', '{}', 'ok', '{}', 0);")
+                        "created_at) VALUES ('a', 'local', 'k', '{}', 'ok', '{}', 0);"
+                        "CREATE TABLE audits (id INTEGER PRIMARY KEY, artifact_id TEXT NOT NULL, device TEXT NOT NULL,"
+                        " settings_key TEXT NOT NULL, reference TEXT, verdict TEXT NOT NULL, accuracy REAL, "
+                        "largest_gap REAL, gap_lo REAL, gap_hi REAL, gap_attribute TEXT, audit_json TEXT NOT NULL, "
+                        "created_at REAL NOT NULL, UNIQUE (artifact_id, device, settings_key));"
+                        "INSERT INTO audits (artifact_id, device, settings_key, verdict, audit_json, created_at) "
+                        "VALUES ('a', 'local', 'k', 'pass', '{}', 0);")
     with Store(db) as store:
         assert len(store.runs()) == 1 and {"rss_method", "model_rss_kb", "threads"} <= set(store.runs()[0])
+        old_audit = store.audits()[0]  # schema 3: audits keep their settings and summary
+        assert old_audit["verdict"] == "pass" and {"settings_json", "summary_json"} <= set(old_audit)
+        assert store.widest_audits()[("a", "local")]["_rank"] == (0, 0)  # no settings: the narrowest
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)

@@ -8,6 +8,7 @@ import click
 
 from edgefair.bench.console import emit_json, err, progress_bar
 from edgefair.bench.options import DEFAULT_DB, command_errors, json_option
+from edgefair.contracts.audit import MIN_SUBJECTS
 
 
 @click.command("fairness")
@@ -19,18 +20,29 @@ from edgefair.bench.options import DEFAULT_DB, command_errors, json_option
 @click.option("--intersections", is_flag=True, help="Also audit every pair of attributes (e.g. skin_tone×gender).")
 @click.option("--reference", default=None, help="Reference artefact (default: torch-fp32-s0, else onnx-fp32-s0).")
 @click.option("--min-n", type=click.IntRange(min=1), default=30, show_default=True,
-              help="Smaller groups are 'insufficient evidence'.")
+              help="A group with fewer images is not tested (verdict at best insufficient-evidence).")
+@click.option("--min-subjects", type=click.IntRange(min=2), default=MIN_SUBJECTS, show_default=True,
+              help="A group with fewer subjects (where the data has subject ids) is not tested.")
+@click.option("--keep-missing", is_flag=True,
+              help="Audit images without an attribute value as a group 'unknown' (default: left out, counted).")
+@click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True), default=0.05, show_default=True,
+              help="Level of every interval (1 - alpha) and of the verdict family.")
+@click.option("--n-boot", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Subject bootstrap resamples of the descriptive intervals (macro-F1, parity, CEV/SDE).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--gap-points", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Gap growth (points) that counts as widened.")
 @click.option("--min-accuracy-ratio", type=click.FloatRange(0, 1, min_open=True), default=0.99, show_default=True)
 @click.option("--db", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True)
 @click.option("--plots", type=click.Path(path_type=Path), default=Path("results/plots"), show_default=True)
 @click.option("--fail-on-verdict", is_flag=True, help="Exit 1 when any artefact's verdict is not pass (for CI).")
+@click.option("--verbose", is_flag=True, help="Print every artefact's full audit, not only the summary table.")
 @json_option
 @command_errors
 def fairness_cmd(artifacts: Path, dataset: str | None, device: str, attributes: str | None, intersections: bool,
-                 reference: str | None, min_n: int, gap_points: float, min_accuracy_ratio: float, db: Path,
-                 plots: Path, fail_on_verdict: bool, as_json: bool) -> None:
+                 reference: str | None, min_n: int, min_subjects: int, keep_missing: bool, alpha: float, n_boot: int,
+                 seed: int, gap_points: float, min_accuracy_ratio: float, db: Path, plots: Path,
+                 fail_on_verdict: bool, verbose: bool, as_json: bool) -> None:
     """Audit every artefact for subgroup accuracy gaps against the uncompressed reference."""
     from edgefair.bench.audit_run import AuditRequest, audit_artifacts
     from edgefair.bench.tables import print_audit_table
@@ -38,7 +50,8 @@ def fairness_cmd(artifacts: Path, dataset: str | None, device: str, attributes: 
 
     req = AuditRequest(artifacts=artifacts, db=db, device=device, dataset=dataset,
                        attributes=[a.strip() for a in attributes.split(",") if a.strip()] if attributes else None,
-                       intersections=intersections, reference=reference, min_n=min_n,
+                       intersections=intersections, reference=reference, min_n=min_n, min_subjects=min_subjects,
+                       keep_missing=keep_missing, alpha=alpha, n_boot=n_boot, seed=seed,
                        thresholds=VerdictThresholds(min_relative_accuracy=min_accuracy_ratio,
                                                     gap_widening_points=gap_points), plots_dir=plots)
     with progress_bar("auditing", None) as update:
@@ -49,7 +62,7 @@ def fairness_cmd(artifacts: Path, dataset: str | None, device: str, attributes: 
                    "attributes": full["attributes"], "summaries": [s.to_dict() for s in summaries],
                    "audits": {k: v.to_dict() for k, v in full["results"].items()}, "plots": str(plots)})
     else:
-        for name, res in full["results"].items():
+        for name, res in full["results"].items() if verbose else ():
             err.print(f"\n{name}" + (" (reference)" if name == full["reference"] else ""), markup=False)
             err.print(format_table(res), markup=False, highlight=False)
         print_audit_table(summaries, reference=full["reference"])
