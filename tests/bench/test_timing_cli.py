@@ -39,6 +39,7 @@ def test_the_terminal_says_why_a_run_is_invalid(bench, tiny_artifacts, tmp_path)
                  "--min-seconds", "0", "--max-seconds", "0.2")
     assert proc.returncode == 0, proc.stderr
     assert "invalid: stop rule not met: n=" in proc.stderr and "throttled" not in proc.stderr
+    assert " ms, invalid: stop rule not met: n=" in proc.stderr  # the per-artefact line says it too
 
 
 def test_op_profiles_reach_the_report(bench, tiny_artifacts, tmp_path):

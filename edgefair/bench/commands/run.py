@@ -89,8 +89,16 @@ class _RunProgress:
             if kind == "failed":
                 err.print(f"  {name}: failed: {info.get('error')}", markup=False)
             elif kind == "done":
-                p50 = info.get("p50_ms")
-                err.print(f"  {name}: p50 {p50:.3f} ms" if p50 is not None else f"  {name}: measured", markup=False)
+                err.print(f"  {name}: {_done_text(info)}", markup=False)
+
+
+def _done_text(info: dict) -> str:
+    """'p50 0.318 ms', with the reasons when the run is invalid (after its one retry, too)."""
+    p50 = info.get("p50_ms")
+    text = f"p50 {p50:.3f} ms" if p50 is not None else "measured"
+    if info.get("valid") is False:
+        text += f", invalid: {'; '.join(info.get('invalid_reasons') or []) or 'flagged invalid'}"
+    return text
 
 
 def _report(device: str, db: Path, runs: list, counts: list[int], by_threads: dict, do_eval: bool,
