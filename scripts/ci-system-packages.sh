@@ -6,13 +6,14 @@
 #   qemu-user-static  qemu-aarch64-static for the emulated Raspberry Pi (pi4-emu)
 #   procps          ps/pkill-free process inspection used by the tests (pgrep -P)
 #   ca-certificates, unzip  fetching and unpacking aarch64 wheels for the pi4-emu sysroot
+#   python3-venv    Debian's python3 with venv: the fresh device `bench devices setup` provisions
 #
 # It also registers the arm64 foreign architecture, which `bench devices setup pi4-emu`
 # uses to `apt-get download` Debian's arm64 python3.11 packages.
 # Safe to run again: it installs only what is missing and runs `apt-get update` only then.
 set -euo pipefail
 
-PKGS=(openssh-server openssh-client qemu-user-static procps ca-certificates unzip)
+PKGS=(openssh-server openssh-client qemu-user-static procps ca-certificates unzip python3-venv)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

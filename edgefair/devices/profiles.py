@@ -4,14 +4,18 @@ Built-in profiles ship in ``edgefair/devices/profiles/*.toml``. A user's own pro
 ``$EDGEFAIR_CONFIG_DIR`` (or ``~/.config/edgefair/devices``), ``*.toml``, add devices or
 replace a built-in one of the same name (the file stem). Ad-hoc specs need no file:
 
-    ssh://[user@]host[:port][?python=...&workdir=...&identity_file=...&known_hosts=...]
+    ssh://[user@]host[:port][?python=...&workdir=...&venv=...&identity_file=...&known_hosts=...]
     adb:SERIAL  (or adb: for the only attached device) [?mode=agent|benchmark_model&...]
 
 Profile keys (unknown keys are errors; each error names the file and the key):
 
     description = "..."            transport = "local" | "ssh" | "adb" | "emulated"
     python = "python3" | [argv...] workdir = "~/edgefair"     threads = 1
-    timeout_s = 900                [env] NAME = "value"
+    venv = "~/edgefair/venv"       timeout_s = 900            [env] NAME = "value"
+
+``venv`` is the virtual environment ``bench devices setup`` makes on an SSH device with
+``python`` (default ``python3``), default ``~/edgefair/venv``. Once it exists the agent
+runs with its Python; until then (and with ``venv = ""``) with ``python``.
     [ssh]  host, user, port, identity_file, known_hosts, strict_host_key_checking
            ("yes" | "accept-new"), connect_timeout_s, server_alive_interval_s,
            server_alive_count_max, ssh_config, options = ["Key=Value", ...]
@@ -76,6 +80,7 @@ class DeviceProfile:
     description: str = ""
     python: tuple[str, ...] | None = None       # None: the transport's default
     workdir: str | None = None                  # None: the transport's default
+    venv: str | None = None                     # where `bench devices setup` installs the runtimes
     threads: int = 1
     timeout_s: float = 900.0
     env: dict[str, str] = field(default_factory=dict)
@@ -92,7 +97,7 @@ class DeviceProfile:
         d: dict[str, Any] = {"name": self.name, "transport": self.transport,
                              "description": self.description, "emulated": self.emulated,
                              "python": list(self.python) if self.python else None,
-                             "workdir": self.workdir, "threads": self.threads,
+                             "workdir": self.workdir, "venv": self.venv, "threads": self.threads,
                              "timeout_s": self.timeout_s, "source": self.source}
         if self.env:
             d["env"] = dict(self.env)
@@ -202,8 +207,10 @@ def _python_argv(r: _Reader) -> tuple[str, ...] | None:
     return tuple(argv)
 
 
-_TOP_KEYS = ("name", "description", "transport", "python", "workdir", "threads", "timeout_s",
+_TOP_KEYS = ("name", "description", "transport", "python", "workdir", "venv", "threads", "timeout_s",
              "env", "ssh", "adb", "emulated")
+#: Where ``bench devices setup`` puts the runtimes on an SSH device unless the profile says otherwise.
+DEFAULT_VENV = "~/edgefair/venv"
 _SSH_KEYS = ("host", "user", "port", "identity_file", "known_hosts", "strict_host_key_checking",
              "connect_timeout_s", "server_alive_interval_s", "server_alive_count_max",
              "ssh_config", "options")
@@ -280,6 +287,7 @@ def parse_profile(data: dict, *, name: str, source: str) -> DeviceProfile:
     description = r.string("description", "", allow_empty=True) or ""
     python = _python_argv(r)
     workdir = r.string("workdir", None)
+    venv = _venv(r, transport)
     threads = r.integer("threads", 1, minimum=1, maximum=256)
     timeout = r.get("timeout_s", (int, float), 900.0)
     if timeout <= 0:
@@ -293,8 +301,17 @@ def parse_profile(data: dict, *, name: str, source: str) -> DeviceProfile:
     emu = _emulated_settings(r, source) if transport == "emulated" else None
     r.finish()
     return DeviceProfile(name=name, transport=transport, description=description, python=python, workdir=workdir,
-                         threads=threads, timeout_s=float(timeout), env=env, ssh=ssh, adb=adb,
+                         venv=venv, threads=threads, timeout_s=float(timeout), env=env, ssh=ssh, adb=adb,
                          emulated_settings=emu, source=source)
+
+
+def _venv(r: _Reader, transport: str) -> str | None:
+    """The profile's venv: its value, ``""`` for none, else the default for SSH devices."""
+    default = DEFAULT_VENV if transport == "ssh" else None
+    v = r.string("venv", default, allow_empty=True)
+    if v is not None and transport in ("local", "emulated", "adb"):
+        raise r.fail("venv", f"does not apply to transport {transport!r}")
+    return v or None
 
 
 def load_profile_file(path: Path, *, source: str | None = None) -> DeviceProfile:
@@ -351,7 +368,7 @@ def _parse_query(spec: str, query: str, allowed: tuple[str, ...]) -> dict[str, s
     return q
 
 
-_SSH_QUERY = ("python", "workdir", "identity_file", "known_hosts", "threads", "timeout_s",
+_SSH_QUERY = ("python", "workdir", "venv", "identity_file", "known_hosts", "threads", "timeout_s",
               "strict_host_key_checking", "ssh_config")
 _ADB_QUERY = ("mode", "python", "workdir", "benchmark_model", "taskset", "threads", "timeout_s")
 
@@ -382,10 +399,10 @@ def _ssh_spec(spec: str) -> DeviceProfile:
                       port=port, identity_file=q.get("identity_file"),
                       known_hosts=q.get("known_hosts"), strict_host_key_checking=strict,
                       ssh_config=q.get("ssh_config"))
-    python = tuple(shlex.split(q["python"])) if q.get("python") else ("python3",)
+    python = tuple(shlex.split(q["python"])) if q.get("python") else None
     return DeviceProfile(name=spec.split("?", 1)[0], transport="ssh",
                          description="ad-hoc SSH device", python=python,
-                         workdir=q.get("workdir") or "/tmp/edgefair",
+                         workdir=q.get("workdir") or "/tmp/edgefair", venv=q.get("venv", DEFAULT_VENV) or None,
                          threads=_spec_number(spec, q, "threads", int, 1),
                          timeout_s=_spec_number(spec, q, "timeout_s", float, 1800.0),
                          ssh=ssh, source=spec)
@@ -450,7 +467,7 @@ def open_transport(profile: DeviceProfile, *, setup: bool = False, progress=None
         assert s is not None
         t = SSHTransport(name=profile.name, host=s.host, user=s.user, port=s.port,
                          workdir=profile.workdir or "/tmp/edgefair",
-                         python=profile.python or ("python3",),
+                         python=profile.python or ("python3",), venv=profile.venv,
                          identity_file=s.identity_file, known_hosts=s.known_hosts,
                          strict_host_key_checking=s.strict_host_key_checking,
                          connect_timeout_s=s.connect_timeout_s,

@@ -188,6 +188,17 @@ class SshServer:
         self.stop()
         self.start()
 
+    def connections(self) -> int:
+        """SSH connections this server has accepted so far (one 'Accepted publickey' line each)."""
+        return self.log.read_text(errors="replace").count("Accepted publickey for ")
+
+    def alias_config(self, path: Path, alias: str = "edgefair-loopback") -> Path:
+        """An OpenSSH client config with a Host alias naming this server, user, key and known_hosts."""
+        path.write_text(f"Host {alias}\n  HostName 127.0.0.1\n  Port {self.port}\n  User {self.user}\n"
+                        f"  IdentityFile {self.user_key}\n  IdentitiesOnly yes\n"
+                        f"  UserKnownHostsFile {self.known_hosts}\n")
+        return path
+
     def profile_toml(self, *, workdir: str, python: str = sys.executable,
                      identity: Path | None = None, known_hosts: Path | None = None) -> str:
         import json

@@ -35,9 +35,10 @@ def test_builtin_profiles_parse_and_list():
         assert p.to_dict()["name"] == p.name
     pi4 = profiles["pi4"]
     assert pi4.transport == "ssh" and pi4.ssh.host == "raspberrypi.local"
-    assert pi4.ssh.user == "pi" and pi4.python == ("/usr/bin/python3",)
+    # user and port are left to ~/.ssh/config; the agent runs in the venv setup makes
+    assert pi4.ssh.user is None and pi4.ssh.port is None and pi4.python is None
     assert pi4.ssh.strict_host_key_checking == "yes"
-    assert pi4.workdir == "~/edgefair"
+    assert pi4.workdir == "~/edgefair" and pi4.venv == "~/edgefair/venv"
     android = profiles["android"]
     assert android.adb.mode in ("agent", "benchmark_model")
     assert android.adb.benchmark_model.startswith("/data/local/tmp/")
@@ -78,6 +79,8 @@ def test_user_profiles_override_and_add(empty_config):
     ('transport = "local"\n[ssh]\nhost = "x"\n', "ssh"),
     ('transport = "local"\ncolour = "blue"\n', "colour"),
     ('transport = "local"\n[env]\n"BAD NAME" = "1"\n', "env.BAD NAME"),
+    ('transport = "local"\nvenv = "~/v"\n', "venv"),
+    ('transport = "ssh"\nvenv = 3\n[ssh]\nhost = "x"\n', "venv"),
 ])
 def test_bad_profile_error_names_file_and_key(empty_config, text, key):
     f = empty_config / "broken.toml"
@@ -109,6 +112,8 @@ def test_ad_hoc_specs():
     p = resolve_device("ssh://host.example?python=/usr/bin/python3.11&workdir=/tmp/x%20y")
     assert p.ssh.user is None and p.ssh.port is None  # ~/.ssh/config decides
     assert p.python == ("/usr/bin/python3.11",) and p.workdir == "/tmp/x y"
+    assert p.venv == "~/edgefair/venv" and resolve_device("ssh://h?venv=").venv is None
+    assert resolve_device("ssh://h?venv=/opt/ef%20env").venv == "/opt/ef env"
     a = resolve_device("adb:R58M123ABC")
     assert a.transport == "adb" and a.adb.serial == "R58M123ABC"
     assert resolve_device("adb:X?mode=agent&taskset=").adb.taskset is None
@@ -129,12 +134,18 @@ def test_open_transport_kinds(tmp_path):
     finally:
         t.close()
     t = open_transport(resolve_device("pi4"))
-    assert isinstance(t, SSHTransport) and t.describe() == "ssh pi@raspberrypi.local:22"
+    assert isinstance(t, SSHTransport) and t.describe() == "ssh raspberrypi.local"
     argv = t.ssh_argv("true")
     assert "StrictHostKeyChecking=yes" in argv and "BatchMode=yes" in argv
     assert any(a.startswith("ConnectTimeout=") for a in argv)
     assert any(a.startswith("ServerAliveInterval=") for a in argv)
-    assert argv[argv.index("-p") + 1] == "22"
+    assert "-p" not in argv and "-l" not in argv  # ~/.ssh/config decides user and port
+    assert "ControlMaster=auto" in argv and any(a.startswith("ControlPersist=") for a in argv)
+    t.close()
+    t = open_transport(resolve_device("ssh://pi@192.0.2.7:2222"))
+    argv = t.ssh_argv("true")
+    assert argv[argv.index("-p") + 1] == "2222" and argv[argv.index("-l") + 1] == "pi"
+    t.close()
     t = open_transport(resolve_device("adb:SER1"))
     assert isinstance(t, AdbTransport) and t.adb_argv("shell", "x")[:3] == ["adb", "-s", "SER1"]
 

@@ -197,7 +197,7 @@ def test_connection_killed_mid_run_then_next_artefact_measured(sshd, tiny, tmp_p
     msg = str(err)
     assert "\n" not in msg
     assert msg.startswith(f"ssh {sshd.user}@127.0.0.1:{sshd.port}: connection lost during run "
-                          f"(exit 255)"), msg
+                          f"(exit 255): "), msg  # ssh's own reason follows
     assert box["at"] - killed_at < 30  # reported promptly, not after the 120 s run
 
     # While the server is down: a clear "cannot connect", not a hang.
@@ -207,3 +207,72 @@ def test_connection_killed_mid_run_then_next_artefact_measured(sshd, tiny, tmp_p
     sshd.start()
     r = run_artifact(t, tiny / "tflite-int8-s0", tiny / "batch.npz", overrides=FAST)
     assert r["ok"] and r["runtime"]["name"] == "ai_edge_litert"
+
+
+def _masters(control_dir: str | None) -> list[int]:
+    """ControlMaster processes (ssh ... [mux]) serving a socket in ``control_dir``."""
+    if not control_dir:
+        return []
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if control_dir.encode() in cmd and b"[mux]" in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def test_one_connection_per_transport_and_cleaned_up(sshd, tiny, tmp_path):
+    """Runs, uploads and downloads share one ControlMaster; close() stops it and removes its socket."""
+    t = transport(sshd, tmp_path / "w")
+    before = sshd.connections()
+    for a in ("onnx-fp32-s0", "tflite-int8-s0"):
+        assert run_artifact(t, tiny / a, tiny / "batch.npz", overrides=FAST)["ok"]
+    t.get("result.json", tmp_path / "r.json")
+    assert sshd.connections() - before == 1 and t.connections_opened == 1
+    control_dir = str(Path(t.control_path).parent)
+    assert len(_masters(control_dir)) == 1
+    argv = t.scp_argv(["x"], "y")
+    assert "-s" in argv  # uploads and downloads over SFTP: remote paths never shell-expanded
+    t.close()
+    deadline = time.monotonic() + 10
+    while _masters(control_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _masters(control_dir) and not Path(control_dir).exists()
+
+
+def test_legacy_scp_protocol_quotes_remote_paths(sshd, tmp_path):
+    """An OpenSSH client without SFTP-mode scp (< 8.7) uses the legacy protocol, where the remote shell
+    expands paths: they are quoted (forced here with scp -O against the real server)."""
+    wd = tmp_path / WEIRD
+    t = transport(sshd, wd, scp_mode="legacy")
+    src = tmp_path / "payload.txt"
+    src.write_text("legacy")
+    name = "d $(touch PWNED5)/f 'q' `id` *.txt"
+    t.put(src, name)
+    assert (wd / name).read_text() == "legacy"
+    t.get(name, tmp_path / "back.txt")
+    assert (tmp_path / "back.txt").read_text() == "legacy"
+    assert "-O" in t.scp_argv(["x"], "y") and "-s" not in t.scp_argv(["x"], "y")
+    assert not list(tmp_path.rglob("PWNED*")) and not list(Path.home().glob("PWNED*"))
+    t.close()
+
+
+def test_profile_without_user_or_port_leaves_ssh_config_in_charge(sshd, tiny, tmp_path, monkeypatch):
+    """A profile naming only a Host alias: user, port, key and known_hosts come from the OpenSSH
+    config (-F here; ~/.ssh/config is read the same way), and no -l/-p overrides them."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    alias = sshd.alias_config(tmp_path / "ssh_config")
+    (cfg / "aliaspi.toml").write_text(
+        f'transport = "ssh"\npython = "{sys.executable}"\nworkdir = "{tmp_path / "w"}"\nvenv = ""\n'
+        f'[ssh]\nhost = "edgefair-loopback"\nssh_config = "{alias}"\n')
+    monkeypatch.setenv("EDGEFAIR_CONFIG_DIR", str(cfg))
+    with open_transport(resolve_device("aliaspi")) as t:
+        argv = t.ssh_argv("true")
+        assert "-l" not in argv and "-p" not in argv and "-i" not in argv
+        assert t.describe() == "ssh edgefair-loopback"
+        r = run_artifact(t, tiny / "onnx-fp32-s0", tiny / "batch.npz", overrides=FAST)
+    assert r["ok"] and r["host"]["target"] == "ssh edgefair-loopback"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -80,21 +81,40 @@ def devices_probe_cmd(name: str, as_json: bool) -> None:
 
 
 @devices_cmd.command("setup")
-@click.argument("name", type=click.Choice(["pi4-emu"]))
-@click.option("--force", is_flag=True, help="Rebuild even when the cached sysroot is ready.")
+@click.argument("name")
+@click.option("--wheels", "wheels", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="SSH devices without a package index: download wheels for the device's platform into DIR "
+                   "(files there are reused) and push them.")
+@click.option("--benchmark-model", "benchmark_model", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="adb devices: push this benchmark_model binary to the path the profile names.")
+@click.option("--force", is_flag=True, help="Rebuild / reinstall even when the device is provisioned.")
 @json_option
 @command_errors
-def devices_setup_cmd(name: str, force: bool, as_json: bool) -> None:
-    """Build the emulated Raspberry Pi (arm64 Debian sysroot under qemu) once into the cache."""
-    import time
+def devices_setup_cmd(name: str, wheels: Path | None, benchmark_model: Path | None, force: bool,
+                      as_json: bool) -> None:
+    """Provision a device from zero: NAME (a profile), ssh://user@host:port, adb:SERIAL or pi4-emu.
 
-    from edgefair.devices.emulated import describe_sysroot, setup_emulated_pi
+    SSH devices get a venv (the profile's venv, default ~/edgefair/venv) holding the runtime
+    versions this host uses, verified with the agent's probe; runs then use its python.
+    """
+    from edgefair.devices import resolve_device
+    from edgefair.devices.provision import setup_device
 
-    t0 = time.perf_counter()
-    with progress_bar("building pi4-emu sysroot", None) as update:
-        path = setup_emulated_pi(progress=lambda msg: update(0, description=str(msg)[:60]), force=force)
-    doc = {"sysroot": str(path), "seconds": time.perf_counter() - t0, **describe_sysroot()}
+    profile = resolve_device(name)
+    with progress_bar(f"setup {name}", None) as update:
+        report = setup_device(profile, wheels=wheels, force=force, benchmark_model=benchmark_model,
+                              progress=lambda msg: update(0, description=str(msg)[:60]))
     if as_json:
-        emit_json(doc)
-    else:
-        err.print(f"pi4-emu sysroot ready at {path} ({doc['seconds']:.1f} s)", markup=False)
+        emit_json(report.to_dict())
+        return
+    _print_setup(report)
+
+
+def _print_setup(report: Any) -> None:
+    for action in report.actions:
+        err.print(f"  {action}", markup=False)
+    for w in report.warnings:
+        err.print(f"  warning: {w}", markup=False)
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(report.installed.items())) or "nothing installed"
+    where = f" in {report.venv}" if report.venv else ""
+    err.print(f"{report.device}: {report.status}{where} ({versions}; {report.seconds:.1f} s)", markup=False)
