@@ -53,6 +53,7 @@ class ArtifactRow:
     name: str
     artifact_id: str
     status: str  # measured | cached | failed | not-measured (the device run stopped before it)
+    #            | host-only (a torch row on a remote device: not run, not stored, not a failure)
     p50_ms: float | None = None
     p90_ms: float | None = None
     peak_rss_mb: float | None = None
@@ -210,6 +211,10 @@ class _MeasureLoop:
 
     def one(self, store: Store, art: Artifact, force: bool) -> ArtifactRow:
         store.put_artifact(art.manifest, art.folder)
+        if art.manifest.host_only and self.profile.transport != "local":
+            self.event("host-only", art.name, {})
+            return ArtifactRow(name=art.name, artifact_id=art.artifact_id, status="host-only",
+                               size_bytes=art.manifest.file.size_bytes)
         if self.stopped is not None:
             self.event("not-measured", art.name, {"error": self.stopped})
             return ArtifactRow(art.name, art.artifact_id, "not-measured", error=self.stopped,

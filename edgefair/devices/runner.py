@@ -12,7 +12,9 @@
    timings of the transfer).
 
 Any failure raises :class:`DeviceError` with a one-line reason naming the device and the
-artefact, so a caller can record it and go on with the next artefact.
+artefact, so a caller can record it and go on with the next artefact. Torch artefacts are
+host-only reference rows: on any transport but ``local`` they raise :class:`HostOnly`
+before anything is sent (a status, not a failure).
 
 On adb profiles in ``benchmark_model`` mode only the ``.tflite`` file goes to the phone and
 TensorFlow Lite's ``benchmark_model`` measures it (see :mod:`edgefair.devices.benchmark_model`).
@@ -21,6 +23,7 @@ TensorFlow Lite's ``benchmark_model`` measures it (see :mod:`edgefair.devices.be
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import tempfile
 import time
@@ -62,6 +65,15 @@ class RunFailed(DeviceError):
 
 class ArtifactRejected(DeviceError):
     """The artefact itself cannot be run here (manifest, sha256, format for the mode): the device is fine."""
+
+
+class HostOnly(ArtifactRejected):
+    """A torch reference row asked of a device: it runs on the host (``local``) only."""
+
+
+def runs_on(manifest: Manifest, transport_kind: str) -> bool:
+    """False for host-only artefacts (torch) on anything but the local transport."""
+    return not manifest.host_only or transport_kind == "local"
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,8 @@ def run_artifact(target: DeviceProfile | Transport | str, artifact_dir: Path | s
 
 
 def _dispatch(run: _Run, batch_npz: Path) -> dict:
+    if not runs_on(run.artifact.manifest, run.transport.kind):
+        raise HostOnly(f"{run.where}: host-only reference row (torch artefacts are measured on local only)")
     try:
         if run.transport.kind == "adb" and _adb_mode(run.profile) == "benchmark_model":
             return _run_benchmark_model(run)
@@ -293,13 +307,21 @@ def _no_result(run: _Run, out: CommandOutcome) -> DeviceError:
     if out.exit_code == 127:
         return DeviceError(f"{run.where}: python {shlex.join(run.transport.python)} not found on the device "
                            f"({out.last_error_line()})")
-    return DeviceError(f"{run.where}: agent exited {out.exit_code} without a result"
-                       + (f" ({out.last_error_line()})" if out.last_error_line() else ""))
+    return DeviceError(_setup_hint(run, f"{run.where}: agent exited {out.exit_code} without a result"
+                                   + (f" ({out.last_error_line()})" if out.last_error_line() else "")))
+
+
+def _setup_hint(run: _Run, err: str) -> str:
+    """A missing runtime on a remote device: say how to provision it."""
+    if run.transport.kind in ("ssh", "adb") and re.search(r"no (ONNX|TFLite) runtime|No module named 'numpy'", err):
+        name = run.profile.name if run.profile else "DEVICE"
+        return f"{err} (provision the device: bench devices setup {name})"
+    return err
 
 
 def _check_agent_result(run: _Run, out: CommandOutcome, result: dict) -> dict:
     if not result.get("ok"):
-        err = result.get("error") or f"exit {out.exit_code}"
+        err = _setup_hint(run, result.get("error") or f"exit {out.exit_code}")
         if out.timed_out:
             err = f"agent timed out after {run.timeout_s:g} s ({err})"
         raise RunFailed(f"{run.where}: {err}", result)

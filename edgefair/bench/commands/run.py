@@ -88,6 +88,8 @@ class _RunProgress:
             self.update(self.done)
             if kind == "failed":
                 err.print(f"  {name}: failed: {info.get('error')}", markup=False)
+            elif kind == "host-only":
+                err.print(f"  {name}: host-only (torch reference row: measured with --device local)", markup=False)
             elif kind == "done":
                 err.print(f"  {name}: {_done_text(info)}", markup=False)
 

@@ -23,7 +23,7 @@ class _SweepProgress:
             if info["status"] in ("done", "cached") and info["stage"] in ("train", "export"):
                 self.done += 1
             self.update(self.done, description=f"{label}: {info['status']}")
-        elif kind == "artifact" and info["kind"] in ("done", "failed", "cached", "audited"):
+        elif kind == "artifact" and info["kind"] in ("done", "failed", "cached", "audited", "host-only"):
             self.done += 1
             self.update(self.done, description=f"{info['stage']} {info['device']}: {info['name']}")
         elif kind == "progress":
