@@ -8,8 +8,9 @@
 #   ca-certificates, unzip  fetching and unpacking aarch64 wheels for the pi4-emu sysroot
 #   python3-venv    Debian's python3 with venv: the fresh device `bench devices setup` provisions
 #
-# It also registers the arm64 foreign architecture, which `bench devices setup pi4-emu`
-# uses to `apt-get download` Debian's arm64 python3.11 packages.
+# It also registers the arm64 foreign architecture (older edgefair fetched pi4-emu's arm64
+# packages through the host's apt; it now uses a private apt configuration from
+# edgefair/devices/pi4-emu.lock.json and needs neither the registration nor root).
 # Safe to run again: it installs only what is missing and runs `apt-get update` only then.
 set -euo pipefail
 

@@ -7,6 +7,10 @@ it proves is that the exact agent and artefacts run on arm64 and predict as on x
 
 :func:`setup_emulated_pi` builds it once into a cache dir (atomic: built in a temporary
 dir, then renamed; a marker file records what went in; a second call returns at once).
+What goes in is pinned in ``pi4-emu.lock.json`` (:mod:`edgefair.devices.sysroot_lock`):
+the Debian suite and snapshot, every .deb and wheel with its sha256, fetched through a
+private apt configuration (never the host's apt sources) and checked; a cached sysroot
+built from other pins is rebuilt.
 """
 
 from __future__ import annotations
@@ -24,33 +28,27 @@ import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from edgefair.devices import sysroot_lock
 from edgefair.devices.base import CommandOutcome, CommandRequest, DeviceError
 from edgefair.devices.local import LocalTransport, run_subprocess
+from edgefair.devices.sysroot_lock import SysrootLock, read_lock
 
 #: Bump when the sysroot's layout or content rules change; a cache with another value is rebuilt.
-LAYOUT_VERSION = 3
-DEBIAN_SUITE = "bookworm"
+LAYOUT_VERSION = 4
 PYTHON = "python3.11"
 
-#: Debian arm64 packages extracted with ``dpkg -x``: python3.11 and the closure of
-#: shared libraries its interpreter, stdlib extension modules and the wheels load
-#: (``apt-cache depends --recurse python3.11:arm64`` less dpkg/perl/tar and data-only
-#: packages; libstdc++6 and libgomp1 for onnxruntime and the LiteRT interpreter).
-DEBIAN_PACKAGES = (
-    "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "python3.11",
-    "libc6", "gcc-12-base", "libgcc-s1", "libstdc++6", "libgomp1",
-    "libexpat1", "zlib1g", "libffi8", "libssl3", "libbz2-1.0", "liblzma5", "libsqlite3-0",
-    "libncursesw6", "libtinfo6", "libreadline8", "libuuid1", "libdb5.3", "libcrypt1",
-    "libnsl2", "libtirpc3", "libgssapi-krb5-2", "libk5crypto3", "libkeyutils1", "libkrb5-3",
-    "libkrb5support0", "libcom-err2",
-)
-
-#: The aarch64 wheels a Raspberry Pi 4 (64-bit OS, Python 3.11) installs with pip. Their
-#: import-time dependencies are numpy only: onnxruntime's flatbuffers/protobuf/sympy/
-#: coloredlogs are needed by its tools, not by ``InferenceSession``.
-WHEELS = {"numpy": "1.26.4", "ai-edge-litert": "2.1.0", "onnxruntime": "1.23.0"}
-WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
-                   "manylinux_2_28_aarch64")
+#: Debian arm64 packages extracted with ``dpkg -x`` (pinned in pi4-emu.lock.json):
+#: python3.11 and the closure of shared libraries its interpreter, stdlib extension modules
+#: and the wheels load (``apt-cache depends --recurse python3.11:arm64`` less dpkg/perl/tar
+#: and data-only packages; libstdc++6 and libgomp1 for onnxruntime and the LiteRT interpreter).
+#: The aarch64 wheels are those a Raspberry Pi 4 (64-bit OS, Python 3.11) installs with pip;
+#: their import-time dependencies are numpy only (onnxruntime's flatbuffers/protobuf/sympy/
+#: coloredlogs are needed by its tools, not by ``InferenceSession``).
+_LOCK = read_lock()
+DEBIAN_SUITE = _LOCK.suite
+DEBIAN_PACKAGES = tuple(p.name for p in _LOCK.debs)
+WHEELS = {p.name: p.version for p in _LOCK.wheels}
+WHEEL_PLATFORMS = _LOCK.wheel_platforms
 
 SITE_PACKAGES = "usr/lib/python3/dist-packages"
 #: A host shell script inside the sysroot that starts its python3.11 under qemu. It is the
@@ -78,9 +76,12 @@ def default_cache_dir() -> Path:
     return Path("~/.cache/edgefair/pi4-emu").expanduser()
 
 
-def _wanted_spec() -> dict:
-    return {"layout_version": LAYOUT_VERSION, "debian_suite": DEBIAN_SUITE, "python": PYTHON,
-            "debian_packages": sorted(DEBIAN_PACKAGES), "wheels": dict(sorted(WHEELS.items()))}
+def _wanted_spec(lock: SysrootLock | None = None) -> dict:
+    """What a cached sysroot must have been built from (any pin changed: rebuild)."""
+    lock = lock or read_lock()
+    return {"layout_version": LAYOUT_VERSION, "debian_suite": lock.suite, "snapshot": lock.snapshot,
+            "python": PYTHON, "debian_packages": sorted(f"{p.name}={p.version}" for p in lock.debs),
+            "wheels": dict(sorted((p.name, p.version) for p in lock.wheels)), "pins_sha256": lock.sha256}
 
 
 def sysroot_path(cache_dir: Path | None = None) -> Path:
@@ -115,68 +116,20 @@ def _check(out: CommandOutcome, what: str) -> None:
         raise DeviceError(f"pi4-emu setup: {what} failed ({reason})")
 
 
-def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def _ensure_arm64_apt(progress: Progress) -> None:
-    out = run_subprocess(["dpkg", "--print-foreign-architectures"], cwd=None, env=None,
-                         timeout_s=30)
-    if out.exit_code == 127:
-        raise DeviceError("pi4-emu setup: dpkg not found (the emulated Pi is built from Debian "
+def _need_dpkg() -> None:
+    if shutil.which("dpkg") is None or shutil.which("apt-get") is None:
+        raise DeviceError("pi4-emu setup: dpkg and apt-get not found (the emulated Pi is built from Debian "
                           "packages on a Debian/Ubuntu host)")
-    if "arm64" in out.stdout.split():
-        return
-    if not _is_root():
-        raise DeviceError("pi4-emu setup: the arm64 architecture is not registered; run "
-                          "`sudo dpkg --add-architecture arm64 && sudo apt-get update` "
-                          "(or scripts/ci-system-packages.sh)")
-    progress("registering the arm64 architecture (dpkg --add-architecture arm64)")
-    _check(run_subprocess(["dpkg", "--add-architecture", "arm64"], cwd=None, env=None,
-                          timeout_s=60), "dpkg --add-architecture arm64")
-    _apt_update(progress)
 
 
-def _apt_update(progress: Progress) -> None:
-    if not _is_root():
-        raise DeviceError("pi4-emu setup: the arm64 package lists are missing; run "
-                          "`sudo apt-get update`")
-    progress("apt-get update")
-    _check(run_subprocess(["apt-get", "update", "-qq"], cwd=None, env=None, timeout_s=900),
-           "apt-get update")
+def _download_debs(dest: Path, progress: Progress, apt_root: Path) -> dict[str, str]:
+    """The pinned .debs, sha256-checked (file -> sha256)."""
+    return sysroot_lock.download_debs(dest, apt_root, read_lock(), progress)
 
 
-def _download_debs(dest: Path, progress: Progress) -> list[str]:
-    argv = ["apt-get", "download", "-q"]
-    if _is_root():
-        argv += ["-o", "APT::Sandbox::User=root"]
-    argv += [f"{p}:arm64" for p in DEBIAN_PACKAGES]
-    progress(f"downloading {len(DEBIAN_PACKAGES)} Debian arm64 packages (apt-get download)")
-    out = run_subprocess(argv, cwd=dest, env=None, timeout_s=900)
-    if not out.ok and "Unable to locate" in out.stderr + out.stdout:
-        _apt_update(progress)
-        out = run_subprocess(argv, cwd=dest, env=None, timeout_s=900)
-    _check(out, "apt-get download")
-    debs = sorted(p.name for p in dest.glob("*.deb"))
-    if len(debs) < len(DEBIAN_PACKAGES):
-        raise DeviceError(f"pi4-emu setup: apt-get download gave {len(debs)} of "
-                          f"{len(DEBIAN_PACKAGES)} packages")
-    return debs
-
-
-def _download_wheels(dest: Path, progress: Progress) -> list[str]:
-    progress("downloading aarch64 wheels: " + ", ".join(f"{k}=={v}" for k, v in WHEELS.items()))
-    argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
-            "--only-binary=:all:", "--no-deps", "--python-version", "3.11",
-            "--implementation", "cp", "--abi", "cp311", "-d", str(dest)]
-    for plat in WHEEL_PLATFORMS:
-        argv += ["--platform", plat]
-    argv += [f"{k}=={v}" for k, v in WHEELS.items()]
-    _check(run_subprocess(argv, cwd=None, env=None, timeout_s=900), "pip download (aarch64 wheels)")
-    wheels = sorted(p.name for p in dest.glob("*.whl"))
-    if len(wheels) != len(WHEELS) or not all("aarch64" in w for w in wheels):
-        raise DeviceError(f"pi4-emu setup: expected {len(WHEELS)} aarch64 wheels, got {wheels}")
-    return wheels
+def _download_wheels(dest: Path, progress: Progress) -> dict[str, str]:
+    """The pinned aarch64 wheels, sha256-checked (file -> sha256)."""
+    return sysroot_lock.download_wheels(dest, read_lock(), progress)
 
 
 def _unpack_wheel(wheel: Path, site: Path) -> None:
@@ -247,12 +200,13 @@ def setup_emulated_pi(cache_dir: Path | None = None, *, progress: Progress | Non
                       force: bool = False, qemu: str = QEMU) -> Path:
     """Build (once) the arm64 sysroot for pi4-emu and return its path.
 
-    Cached: when ``cache_dir/sysroot`` has a marker with the wanted versions this returns
-    at once. Otherwise it downloads Debian's arm64 packages (``apt-get download``, then
-    ``dpkg -x``) and the aarch64 wheels (``pip download --platform ...``), builds the
-    sysroot in a temporary dir, checks that numpy, onnxruntime and LiteRT import under
-    qemu, writes the marker and renames it into place. Concurrent callers serialise on a
-    lock file. DeviceError with a one-line reason on any failure.
+    Cached: when ``cache_dir/sysroot`` has a marker with the wanted pins this returns at
+    once. Otherwise it downloads the pinned Debian arm64 packages (private ``apt-get
+    download``, then ``dpkg -x``) and aarch64 wheels (``pip download --require-hashes``),
+    checks every sha256, builds the sysroot in a temporary dir, checks that numpy,
+    onnxruntime and LiteRT import under qemu, writes the marker and renames it into place.
+    Concurrent callers serialise on a lock file. DeviceError with a one-line reason on any
+    failure.
     """
     say: Progress = progress or (lambda msg: None)
     cache = Path(cache_dir or default_cache_dir()).expanduser().absolute()
@@ -267,58 +221,72 @@ def setup_emulated_pi(cache_dir: Path | None = None, *, progress: Progress | Non
         # Leftovers of a build that was killed (we hold the lock: nobody else is building).
         for stale in [*cache.glob(".build-*"), *cache.glob(".old-*")]:
             shutil.rmtree(stale, ignore_errors=True)
-        _ensure_arm64_apt(say)
+        _need_dpkg()
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))
         try:
-            debs_dir, wheels_dir, new_root = tmp / "debs", tmp / "wheels", tmp / "sysroot"
-            for d in (debs_dir, wheels_dir, new_root):
-                d.mkdir()
-            debs = _download_debs(debs_dir, say)
-            wheels = _download_wheels(wheels_dir, say)
-            say(f"extracting {len(debs)} packages into the sysroot (dpkg -x)")
-            for deb in debs:
-                _check(run_subprocess(["dpkg", "-x", str(debs_dir / deb), str(new_root)],
-                                      cwd=None, env=None, timeout_s=300), f"dpkg -x {deb}")
-            site = new_root / SITE_PACKAGES
-            site.mkdir(parents=True, exist_ok=True)
-            say(f"unpacking {len(wheels)} wheels into {SITE_PACKAGES}")
-            for w in wheels:
-                _unpack_wheel(wheels_dir / w, site)
-            _precompile(new_root, qemu_path, say)
-            wrapper = new_root / WRAPPER
-            wrapper.write_text(_WRAPPER_TEXT)
-            wrapper.chmod(0o755)
-            say("checking that numpy, onnxruntime and LiteRT import under qemu-aarch64")
-            env = dict(os.environ)
-            env.update(emulated_env(new_root, qemu_path))
-            # Through the wrapper (as a child process of the agent would start it).
-            out = run_subprocess([str(wrapper), "-c", _SMOKE], cwd=tmp, env=env, timeout_s=600)
-            _check(out, "import check under qemu-aarch64")
-            try:
-                smoke = json.loads(out.stdout.strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                raise DeviceError(f"pi4-emu setup: import check printed no JSON "
-                                  f"({out.last_error_line()})") from None
-            if smoke.get("machine") != "aarch64":
-                raise DeviceError(f"pi4-emu setup: interpreter reports {smoke.get('machine')!r}, "
-                                  f"not aarch64")
-            qv = run_subprocess([qemu_path, "--version"], cwd=None, env=None, timeout_s=30)
-            marker = {"spec": _wanted_spec(), "debs": debs, "wheels": wheels, "check": smoke,
-                      "qemu": (qv.stdout.splitlines() or ["?"])[0],
-                      "host": platform.machine(), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                      "build_s": round(time.perf_counter() - t0, 1)}
-            (new_root / MARKER).write_text(json.dumps(marker, indent=2))
-            old = None
-            if root.exists():
-                old = cache / f".old-{os.getpid()}-{time.time_ns()}"
-                os.rename(root, old)
-            os.rename(new_root, root)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            new_root = _build(tmp, cache / "apt", qemu_path, say, t0)
+            _swap_in(new_root, root, cache)
             say(f"pi4-emu sysroot ready in {time.perf_counter() - t0:.1f} s: {root}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _build(tmp: Path, apt_root: Path, qemu_path: str, say: Progress, t0: float) -> Path:
+    """Download (pinned, checked), extract, precompile, smoke-test, mark: the new sysroot in ``tmp``."""
+    debs_dir, wheels_dir, new_root = tmp / "debs", tmp / "wheels", tmp / "sysroot"
+    for d in (debs_dir, wheels_dir, new_root):
+        d.mkdir()
+    debs = _download_debs(debs_dir, say, apt_root)
+    wheels = _download_wheels(wheels_dir, say)
+    say(f"extracting {len(debs)} packages into the sysroot (dpkg -x)")
+    for deb in sorted(debs):
+        _check(run_subprocess(["dpkg", "-x", str(debs_dir / deb), str(new_root)],
+                              cwd=None, env=None, timeout_s=300), f"dpkg -x {deb}")
+    site = new_root / SITE_PACKAGES
+    site.mkdir(parents=True, exist_ok=True)
+    say(f"unpacking {len(wheels)} wheels into {SITE_PACKAGES}")
+    for w in sorted(wheels):
+        _unpack_wheel(wheels_dir / w, site)
+    _precompile(new_root, qemu_path, say)
+    wrapper = new_root / WRAPPER
+    wrapper.write_text(_WRAPPER_TEXT)
+    wrapper.chmod(0o755)
+    smoke = _smoke_check(new_root, wrapper, qemu_path, tmp, say)
+    qv = run_subprocess([qemu_path, "--version"], cwd=None, env=None, timeout_s=30)
+    marker = {"spec": _wanted_spec(), "debs": sorted(debs), "wheels": sorted(wheels),
+              "sha256": {**debs, **wheels}, "lock": str(sysroot_lock.LOCK_FILE.name), "check": smoke,
+              "qemu": (qv.stdout.splitlines() or ["?"])[0],
+              "host": platform.machine(), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "build_s": round(time.perf_counter() - t0, 1)}
+    (new_root / MARKER).write_text(json.dumps(marker, indent=2))
+    return new_root
+
+
+def _smoke_check(new_root: Path, wrapper: Path, qemu_path: str, tmp: Path, say: Progress) -> dict:
+    say("checking that numpy, onnxruntime and LiteRT import under qemu-aarch64")
+    env = dict(os.environ)
+    env.update(emulated_env(new_root, qemu_path))
+    # Through the wrapper (as a child process of the agent would start it).
+    out = run_subprocess([str(wrapper), "-c", _SMOKE], cwd=tmp, env=env, timeout_s=600)
+    _check(out, "import check under qemu-aarch64")
+    try:
+        smoke = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise DeviceError(f"pi4-emu setup: import check printed no JSON ({out.last_error_line()})") from None
+    if smoke.get("machine") != "aarch64":
+        raise DeviceError(f"pi4-emu setup: interpreter reports {smoke.get('machine')!r}, not aarch64")
+    return smoke
+
+
+def _swap_in(new_root: Path, root: Path, cache: Path) -> None:
+    old = None
+    if root.exists():
+        old = cache / f".old-{os.getpid()}-{time.time_ns()}"
+        os.rename(root, old)
+    os.rename(new_root, root)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class EmulatedArm64Transport(LocalTransport):
