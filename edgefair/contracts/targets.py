@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from edgefair.contracts.errors import UsageError
 
 FORMATS = ("torch", "onnx", "tflite")
-PRECISIONS = ("fp32", "fp16", "int8", "dynamic")
+#: ``int16x8`` (int16 activations, int8 weights) is no export target: imported files only.
+PRECISIONS = ("fp32", "fp16", "int8", "dynamic", "int16x8")
 
 
 class TargetError(UsageError):
@@ -21,7 +22,7 @@ class Target:
 
     name: str
     format: str  # torch | onnx | tflite
-    precision: str  # fp32 | fp16 | int8 | dynamic
+    precision: str  # fp32 | fp16 | int8 | dynamic (imports also: int16x8)
     model_file: str  # file name inside the artefact folder
     runtime: str  # import name of the runtime that runs it on the host
     description: str

@@ -5,22 +5,39 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from edgefair.bench.console import CLIError, emit_json, err, progress_bar
 from edgefair.bench.options import command_errors, json_option
+from edgefair.contracts.errors import UsageError
 from edgefair.contracts.targets import TARGET_NAMES
+from edgefair.export.import_options import ImportOptions
 
 
-def _import(import_file: Path, like_run: Path | None, out: Path, force: bool, as_json: bool) -> None:
+def _import(import_file: Path, out: Path, force: bool, as_json: bool, options: ImportOptions, parity_n: int) -> None:
     from edgefair.export.importer import import_artifact
 
-    if like_run is None:
-        raise CLIError("--import needs --like runs/NAME (the run whose preprocessing and class names it uses)")
-    res = import_artifact(import_file, like_run, out, force=force)
+    res = import_artifact(import_file, out=out, options=options, force=force, parity_n=parity_n)
     if as_json:
         emit_json(res.to_dict(full=True))
-    else:
-        err.print(f"imported {import_file} as {res.path}", markup=False)
+        return
+    parity = (res.manifest.parity if res.manifest else None) or {}
+    acc = parity.get("val_accuracy")
+    shown = f"; accuracy {acc:.1%} on {parity.get('n')} labelled images" if acc is not None else ""
+    verdict = "imported with warnings" if res.warnings else "imported"
+    err.print(f"{verdict}: {import_file} as {res.path} ({res.target}{shown})", markup=False)
+    for w in res.warnings:
+        err.print(f"  [yellow]warning[/]: {escape(w)}")
+
+
+def _import_options(like_run: Path | None, size: int | None, channels: int | None, mean: float | None,
+                    std: float | None, classes: str | None, prep_file: Path | None,
+                    dataset: str | None) -> ImportOptions:
+    from edgefair.export.import_options import parse_classes
+
+    return ImportOptions(size=size, channels=channels, mean=mean, std=std,
+                         classes=parse_classes(classes) if classes is not None else None,
+                         preprocessing_file=prep_file, like_run=like_run, dataset=dataset)
 
 
 @click.command("export")
@@ -37,27 +54,45 @@ def _import(import_file: Path, like_run: Path | None, out: Path, force: bool, as
               help="Calibration images for int8.")
 @click.option("--qat", is_flag=True, help="Quantisation-aware fine-tuning before the int8 exports.")
 @click.option("--parity-n", type=click.IntRange(min=1), default=512, show_default=True,
-              help="Validation images for the parity check.")
+              help="Validation images for the parity check (with --import: for its accuracy).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("artifacts"), show_default=True)
-@click.option("--force", is_flag=True, help="Convert again even when a cached artefact matches.")
+@click.option("--force", is_flag=True,
+              help="Convert again even when a cached artefact matches (with --import: replace the artefact).")
 @click.option("--import", "import_file", type=click.Path(path_type=Path), default=None,
-              help="Wrap your own .onnx/.tflite file as an artefact.")
+              help="Wrap your own .onnx/.tflite file as an artefact (no training run needed).")
 @click.option("--like", "like_run", type=click.Path(path_type=Path), default=None,
-              help="With --import: the run whose preprocessing and classes it shares.")
+              help="With --import: take preprocessing, classes and test data from this run.")
+@click.option("--size", type=click.IntRange(min=1), default=None, help="With --import: input image size.")
+@click.option("--channels", type=click.IntRange(min=1), default=None, help="With --import: 1 grey, 3 RGB.")
+@click.option("--mean", type=float, default=None, help="With --import: x = (pixel/255 - mean)/std.")
+@click.option("--std", type=click.FloatRange(min=0, min_open=True), default=None, help="With --import: see --mean.")
+@click.option("--classes", default=None, help="With --import: class names in output order, comma-separated.")
+@click.option("--preprocessing", "prep_file", type=click.Path(path_type=Path), default=None,
+              help="With --import: a TOML file with size, channels, mean, std, classes.")
+@click.option("--dataset", default=None,
+              help="With --import: labelled data to measure the import on (recorded as its test data).")
 @json_option
 @command_errors
 def export_cmd(run_dir: Path | None, targets: tuple[str, ...], sparsity: str, pruning: str, finetune_epochs: int,
                calib: int, qat: bool, parity_n: int, out: Path, force: bool, import_file: Path | None,
-               like_run: Path | None, as_json: bool) -> None:
+               like_run: Path | None, size: int | None, channels: int | None, mean: float | None,
+               std: float | None, classes: str | None, prep_file: Path | None, dataset: str | None,
+               as_json: bool) -> None:
     """Export a trained model to every target × sparsity, with manifests and parity checks."""
     from edgefair.bench.tables import print_export_table
     from edgefair.export.matrix import export_matrix
 
     if import_file is not None:
-        _import(import_file, like_run, out, force, as_json)
+        _import(import_file, out, force, as_json,
+                _import_options(like_run, size, channels, mean, std, classes, prep_file, dataset), parity_n)
         return
+    import_only = {"--like": like_run, "--size": size, "--channels": channels, "--mean": mean, "--std": std,
+                   "--classes": classes, "--preprocessing": prep_file, "--dataset": dataset}
+    given = [k for k, v in import_only.items() if v is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} only apply with --import FILE")
     if run_dir is None:
-        raise CLIError("--model runs/NAME is required (or --import FILE --like runs/NAME)")
+        raise CLIError("--model runs/NAME is required (or --import FILE)")
     if not targets:
         raise CLIError("name at least one --target (or --target all)")
     with progress_bar("export", None) as update:
