@@ -204,3 +204,13 @@ def test_adb_setup_checks_or_pushes_benchmark_model(fake_adb, tmp_path):
     again = setup_device(profile, benchmark_model=binary)
     assert again.status == "checked" and again.actions == [f"/data/local/tmp/benchmark_model already matches {binary}"]
     assert setup_device(profile).status == "checked"  # present: only checked
+
+
+def test_local_and_emulated_setup(emu_sysroot, monkeypatch):
+    """local: nothing to install, the probe says what is there; pi4-emu: the (cached) pinned sysroot."""
+    local = setup_device(resolve_device("local"))
+    assert local.status == "checked" and local.runtimes["onnx"]["importable"] and not local.warnings
+    monkeypatch.setenv("EDGEFAIR_CACHE_DIR", str(emu_sysroot.parent.parent))
+    emu = setup_device(resolve_device("pi4-emu"))
+    assert emu.status == "provisioned" and emu.target == str(emu_sysroot)
+    assert emu.installed == {"ai-edge-litert": "2.1.0", "numpy": "1.26.4", "onnxruntime": "1.23.0"}
