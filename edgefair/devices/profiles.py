@@ -382,14 +382,50 @@ def _spec_number(spec: str, q: dict, key: str, cast, default):
         raise ProfileError(f"device spec {spec!r}: option {key!r} must be a number") from None
 
 
-def _ssh_spec(spec: str) -> DeviceProfile:
-    u = urlsplit(spec)
-    if not u.hostname:
-        raise ProfileError(f"device spec {spec!r}: no host (expected ssh://user@host:port)")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")  # a DNS name, an alias or IPv4
+_USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*[$]?$")  # POSIX portable user names
+
+
+def redact_spec(spec: str) -> str:
+    """``spec`` as it may be shown: a password in it replaced by ``***``."""
+    head, sep, rest = spec.partition("://")
+    if not sep:
+        return spec
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    return f"{head}{sep}{userinfo}{at}{hostport}{slash}{tail}"
+
+
+def _check_ssh_names(spec: str, user: str | None, host: str) -> None:
+    """Refuse, before anything runs, a user or host no real account or machine has."""
+    import ipaddress
+
     try:
+        ipaddress.ip_address(host)
+        is_ip = True
+    except ValueError:
+        is_ip = False
+    if not (is_ip or _HOST_NAME.match(host)):
+        raise ProfileError(f"device spec {spec!r}: {host!r} is not a host name or IP address")
+    if user is not None and not _USER_NAME.match(user):
+        raise ProfileError(f"device spec {spec!r}: {user!r} is not a valid user name")
+
+
+def _ssh_spec(spec: str) -> DeviceProfile:
+    shown = redact_spec(spec)
+    try:
+        u = urlsplit(spec)
         port = u.port
     except ValueError:
-        raise ProfileError(f"device spec {spec!r}: invalid port") from None
+        raise ProfileError(f"device spec {shown!r}: invalid host or port") from None
+    if u.password is not None:
+        raise ProfileError(f"device spec {shown!r}: a password in a device URL is not supported (it would end "
+                           "up in logs and results); use a key (identity_file=) or ~/.ssh/config")
+    if not u.hostname:
+        raise ProfileError(f"device spec {spec!r}: no host (expected ssh://user@host:port)")
+    _check_ssh_names(spec, unquote(u.username) if u.username else None, u.hostname)
     q = _parse_query(spec, u.query, _SSH_QUERY)
     strict = q.get("strict_host_key_checking", "yes")
     if strict not in ("yes", "accept-new"):

@@ -354,7 +354,25 @@ class SSHTransport(Transport):
         out = self._scp(sources, self._remote_spec(target), "put")
         if not out.ok:
             raise DeviceError(f"{self.describe()}: scp to {dst} failed "
-                              f"({out.last_error_line() or f'exit {out.exit_code}'})")
+                              f"({out.last_error_line() or f'exit {out.exit_code}'})"
+                              + self._space_note(dst, _local_bytes(src)))
+
+    def _space_note(self, remote_path: str, needed_bytes: int) -> str:
+        """'; the device has N KiB free in DIR, M KiB needed' when a full disk explains a failed upload
+        (SFTP only says 'failed to upload'); '' when it does not, or the device cannot say."""
+        folder = shlex.quote(posixpath.dirname(remote_path) or "/")
+        try:
+            out = self._ssh(f"df -Pk -- {folder} | tail -n 1", timeout_s=30, during="put")
+        except DeviceError:
+            return ""
+        fields = out.stdout.split()
+        if not out.ok or len(fields) < 4 or not fields[3].isdigit():
+            return ""
+        free_kib, needed_kib = int(fields[3]), -(-needed_bytes // 1024)
+        if free_kib >= needed_kib:
+            return ""
+        return (f"; no space left on the device: {free_kib} KiB free in {posixpath.dirname(remote_path)}, "
+                f"{needed_kib} KiB needed")
 
     def get(self, remote_path: str, local_path_: Path | str) -> None:
         src = self.remote(remote_path)
@@ -364,6 +382,10 @@ class SSHTransport(Transport):
         if not out.ok or not dst.exists():
             raise DeviceError(f"{self.describe()}: cannot fetch {src} "
                               f"({out.last_error_line() or f'exit {out.exit_code}'})")
+
+
+def _local_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def _as_255(out: CommandOutcome) -> CommandOutcome:

@@ -15,7 +15,9 @@ under ``$FAKE_ADB_ROOT/device``:
 
 Knobs (environment): FAKE_ADB_ROOT (required), FAKE_ADB_SERIAL (default STANDIN01),
 FAKE_ADB_CORRUPT=1 (push flips a byte of every .tflite/.onnx file: a bad transfer),
-FAKE_ADB_OFFLINE=1 (every command fails like a device that went away).
+FAKE_ADB_OFFLINE=1 (every command fails like a device that went away),
+FAKE_ADB_VANISH_AT_PUSH=N (the N-th push copies half of its file, then the device is gone: that
+push and every later command fail as a cable pulled mid-transfer would).
 Every call is appended to ``$FAKE_ADB_ROOT/adb.log`` as one JSON line.
 """
 
@@ -66,6 +68,24 @@ def _corrupt(path: Path) -> None:
             p.write_bytes(bytes(data))
 
 
+def _gone() -> bool:
+    return os.environ.get("FAKE_ADB_OFFLINE") == "1" or (_root() / "vanished").exists()
+
+
+def _vanishes_now() -> bool:
+    """Count pushes; at FAKE_ADB_VANISH_AT_PUSH the device disappears (for good)."""
+    at = os.environ.get("FAKE_ADB_VANISH_AT_PUSH")
+    if not at:
+        return False
+    counter = _root() / "pushes"
+    n = int(counter.read_text() or 0) + 1 if counter.exists() else 1
+    counter.write_text(str(n))
+    if n >= int(at):
+        (_root() / "vanished").write_text("gone")
+        return True
+    return False
+
+
 def push(src: str, dst: str) -> int:
     s = Path(src)
     if not s.exists():
@@ -74,6 +94,11 @@ def push(src: str, dst: str) -> int:
     d = _map(dst)
     if d.is_dir():
         d = d / s.name
+    if _vanishes_now():
+        if s.is_file() and d.parent.is_dir():
+            d.write_bytes(s.read_bytes()[: s.stat().st_size // 2])  # a partial file stays behind
+        print(f"adb: error: failed to copy '{src}' to '{dst}': no devices/emulators found", file=sys.stderr)
+        return 1
     if not d.parent.is_dir():
         print(f"adb: error: failed to copy '{src}' to '{dst}': remote couldn't create file: "
               f"No such file or directory", file=sys.stderr)
@@ -213,10 +238,10 @@ def main(argv: list[str]) -> int:
         return 1
     if args[0] == "devices":
         print("List of devices attached")
-        if os.environ.get("FAKE_ADB_OFFLINE") != "1":
+        if not _gone():
             print(f"{serial_env}\tdevice")
         return 0
-    if os.environ.get("FAKE_ADB_OFFLINE") == "1":
+    if _gone():
         print("adb: no devices/emulators found", file=sys.stderr)
         return 1
     if serial is not None and serial != serial_env:
