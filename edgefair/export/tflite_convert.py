@@ -172,10 +172,10 @@ class WorkerDied(RuntimeError):
 
 
 def split_cores(cores: int) -> tuple[int, int]:
-    """(converter threads, exporting process threads): onnx2tf runs beside the next level's
-    fine-tune, so the two share the cores instead of both spreading over all of them."""
-    converter = max(1, cores // 2)
-    return converter, max(1, cores - converter)
+    """(converter threads, exporting process threads). The fine-tune is most of the export's
+    time and keeps every core; onnx2tf, a few seconds per level beside it, keeps half of them
+    (TensorFlow spreading over all cores as well oversubscribed the machine two to one)."""
+    return max(1, cores // 2), max(1, cores)
 
 
 class TFLitePool:
