@@ -85,3 +85,32 @@ def compression_identified_exemplars(
         n_reference_models=len(reference_preds),
         n_compressed_models=len(compressed_preds),
     )
+
+
+def consistency_scores(reference_preds: Sequence[np.ndarray], compressed_preds: Sequence[np.ndarray],
+                       n_classes: int) -> np.ndarray:
+    """Per example, how far the compressed population left the reference's consensus:
+    the share of reference models giving the reference modal label minus the share of
+    compressed models giving it, in [-1, 1] (1: every reference model agreed and no
+    compressed one did). Ranking by it and keeping the top x % is the graded form of
+    Hooker et al.'s CIE (their modal-label rule flags a fixed set)."""
+    ref = modal_labels(reference_preds, n_classes)
+    agree_ref = np.mean([np.asarray(p) == ref for p in reference_preds], axis=0)
+    agree_comp = np.mean([np.asarray(p) == ref for p in compressed_preds], axis=0)
+    return (agree_ref - agree_comp).astype(np.float64)
+
+
+def top_share(scores: np.ndarray, top: float) -> np.ndarray:
+    """Mask of the ``top`` share (0 < top <= 1) of examples by score, only those with a
+    score above 0 (ties at the cut kept; an example nobody moved on is never flagged)."""
+    if not 0 < top <= 1:
+        raise ValueError(f"top share must be in (0, 1], got {top}")
+    k = max(1, int(np.ceil(top * scores.size)))
+    cut = np.sort(scores)[::-1][k - 1]
+    return (scores >= cut) & (scores > 0)
+
+
+def accuracy_on_cie_by_group(y_true: np.ndarray, predicted: np.ndarray, is_cie: np.ndarray,
+                             table: GroupTable) -> dict[str, float | None]:
+    """Per group of ``table``, the accuracy of ``predicted`` (a modal label) on its CIEs."""
+    return {label: _accuracy(y_true, predicted, is_cie & (table.codes == g)) for g, label in enumerate(table.labels)}

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgefair.contracts.study import TrainMix
+from edgefair.data.balance import subsample_to_proportions
 from edgefair.data.preprocess import Preprocessing, labels_of, samples_to_nchw
 from edgefair.data.registry import canonical_spec, dataset_ref, load_dataset
 from edgefair.models.architectures import build_model, count_parameters
@@ -32,6 +34,8 @@ class TrainRequest:
     channels: int = 1
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     teacher: Path | None = None
+    data_seed: int | None = None  # the split seed (None: ``seed``); a population of seeds keeps one test set
+    train_mix: TrainMix | None = None  # sub-sample the train split to group proportions (data-balance study)
     tags: dict[str, Any] = field(default_factory=dict)  # stored in model.json's metrics (e.g. a sweep key)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -48,12 +52,17 @@ def train_run(req: TrainRequest, *, progress: Callable[[str, float, float], None
             raise CheckpointError(f"{req.teacher}: teacher input {tmeta.preprocessing['size']}px×"
                                   f"{tmeta.preprocessing['channels']}ch differs from the student's "
                                   f"{req.size}px×{req.channels}ch")
-    ds = load_dataset(spec, seed=req.seed, progress=lambda d, t: say("data", d, t))
+    data_seed = req.seed if req.data_seed is None else req.data_seed
+    ds = load_dataset(spec, seed=data_seed, progress=lambda d, t: say("data", d, t))
     if teacher is not None and len(ds.class_names) != tmeta.num_classes:
         raise CheckpointError(f"{req.teacher}: teacher has {tmeta.num_classes} classes, dataset {ds.name} has "
                               f"{len(ds.class_names)}")
     prep = Preprocessing(size=req.size, channels=req.channels)
     train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
+    if req.train_mix is not None:
+        mix = req.train_mix
+        train = subsample_to_proportions(train, attribute=mix.attribute, proportions=mix.proportions, n=mix.n,
+                                         seed=mix.seed)
     warnings = data_warnings(ds)
     xtr, ytr = samples_to_nchw(train, prep), labels_of(train)
     xva, yva = samples_to_nchw(val, prep), labels_of(val)
@@ -73,7 +82,8 @@ def train_run(req: TrainRequest, *, progress: Callable[[str, float, float], None
     meta = RunMeta(
         arch=req.arch, num_classes=len(ds.class_names), class_names=list(ds.class_names),
         preprocessing=prep.to_dict(), arch_kwargs=dict(req.arch_kwargs),
-        dataset={**dataset_ref(spec, ds, seed=req.seed).to_dict(), "source": ds.source},
+        dataset={**dataset_ref(spec, ds, seed=data_seed).to_dict(), "source": ds.source,
+                 **({"train_mix": req.train_mix.to_dict()} if req.train_mix is not None else {})},
         seed=req.seed, epochs=req.epochs,
         metrics={"test": summary, "warnings": warnings, "best_epoch": history["best_epoch"],
                  "best_val_accuracy": history["best_val_accuracy"],
