@@ -14,6 +14,8 @@ from edgefair.contracts.targets import TARGET_NAMES, TARGETS
 
 ARCHS = ("cnn", "mobilenetv2", "resnet18")
 PRUNING = ("unstructured", "structured")
+PRUNE_SCOPES = ("global", "layer")
+MITIGATIONS = ("none", "kd")
 
 
 class ConfigError(EdgefairError, ValueError):
@@ -31,7 +33,12 @@ class SweepConfig:
     targets: list[str] = field(default_factory=lambda: list(TARGET_NAMES))
     sparsities: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.75, 0.9])
     pruning: str = "unstructured"
-    finetune_epochs: int = 1
+    prune_scope: str = "global"
+    finetune_epochs: int = 2
+    clusterings: list[int] = field(default_factory=list)  # empty or [0]: no clustering; e.g. [0, 16]
+    mitigation: str = "none"
+    kd_alpha: float = 0.9
+    kd_temperature: float = 4.0
     calib: int = 256
     qat: bool = False
     devices: list[str] = field(default_factory=lambda: ["local"])
@@ -84,13 +91,15 @@ def _check_choices(cfg: SweepConfig, src: str) -> None:
     _check_list(src, "targets", cfg.targets, TARGET_NAMES)
     _check_list(src, "archs", cfg.archs, ARCHS)
     _check_list(src, "pruning", [cfg.pruning], PRUNING)
+    _check_list(src, "prune_scope", [cfg.prune_scope], PRUNE_SCOPES)
+    _check_list(src, "mitigation", [cfg.mitigation], MITIGATIONS)
     _check_list(src, "profile", [cfg.profile], PROFILE_NAMES)
 
 
 _INTEGERS = (("epochs", 1), ("calib", 1), ("min_n", 1), ("min_subjects", 2), ("threads", 0),
              ("finetune_epochs", 0), ("seed", None))
 _NUMBERS = (("min_runs", 0.0, float("inf")), ("min_seconds", 0.0, float("inf")), ("gap_points", 0.0, float("inf")),
-            ("min_accuracy_ratio", 0.0, 1.0), ("alpha", 0.0, 0.5))
+            ("min_accuracy_ratio", 0.0, 1.0), ("alpha", 0.0, 0.5), ("kd_alpha", 0.0, 1.0))
 _OPTIONAL = ("threads", "min_runs", "min_seconds")  # None: the profile's value
 
 
@@ -119,14 +128,20 @@ def _check_numbers(cfg: SweepConfig, src: str) -> None:
         if not _is_number(x) or not lo <= x <= hi or (key == "alpha" and x == 0):
             what = f">= {lo:g}" if hi == float("inf") else f"in [{lo:g}, {hi:g}]" if key != "alpha" else "in (0, 0.5]"
             raise ConfigError(f"{src}: {key}: must be a number {what}, got {x!r}")
+    if not _is_number(cfg.kd_temperature) or not 0 < cfg.kd_temperature < float("inf"):
+        raise ConfigError(f"{src}: kd_temperature: must be a number > 0, got {cfg.kd_temperature!r}")
+    for k in cfg.clusterings:
+        if isinstance(k, bool) or not isinstance(k, int) or k == 1 or k < 0:
+            raise ConfigError(f"{src}: clusterings: {k!r} is not allowed; each must be 0 (no clustering) or an "
+                              "integer K >= 2")
 
 
 def _check_reference(cfg: SweepConfig, src: str) -> None:
     """The audit compares against an uncompressed fp32 artefact: the matrix must contain one."""
     fp32 = [t for t in cfg.targets if TARGETS[t].is_fp32]
-    if 0 not in cfg.sparsities or not fp32:
-        raise ConfigError(f"{src}: the audit needs an uncompressed reference: sparsities must include 0 and targets "
-                          "an fp32 target (torch-fp32, onnx-fp32 or tflite-fp32)")
+    if 0 not in cfg.sparsities or not fp32 or (cfg.clusterings and 0 not in cfg.clusterings):
+        raise ConfigError(f"{src}: the audit needs an uncompressed reference: sparsities must include 0, clusterings "
+                          "0 (when given) and targets an fp32 target (torch-fp32, onnx-fp32 or tflite-fp32)")
 
 
 def validate(cfg: SweepConfig, src: str = "sweep config") -> SweepConfig:

@@ -101,13 +101,17 @@ class _Sweep:
         cfg = self.cfg
         art_dir = self.out / "artifacts" / arch
         self.event("stage", {"stage": "export", "arch": arch, "status": "start"})
-        report = export_matrix(run_dir, targets=cfg.targets, sparsities=cfg.sparsities, out=art_dir,
-                               pruning=cfg.pruning, finetune_epochs=cfg.finetune_epochs, calib=cfg.calib, qat=cfg.qat,
-                               progress=lambda *a, **k: self.event(
-                                   "progress", {"stage": "export", "arch": arch, "args": [str(x) for x in a]}))
-        self.outcome.failed += [f"export {r.name}: {r.reason}" for r in report.failed]
-        self.outcome.stages.append({"stage": "export", "arch": arch, "artifacts": str(art_dir),
-                                    "seconds": report.seconds, "statuses": _count(r.status for r in report.results)})
+        for k in sorted(set(cfg.clusterings or [0])):
+            report = export_matrix(
+                run_dir, targets=cfg.targets, sparsities=cfg.sparsities, out=art_dir, pruning=cfg.pruning,
+                finetune_epochs=cfg.finetune_epochs, calib=cfg.calib, qat=cfg.qat, clustering=k or None,
+                mitigation=cfg.mitigation, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
+                prune_scope=cfg.prune_scope, progress=lambda *a, **kw: self.event(
+                    "progress", {"stage": "export", "arch": arch, "args": [str(x) for x in a]}))
+            self.outcome.failed += [f"export {r.name}: {r.reason}" for r in report.failed]
+            self.outcome.stages.append({"stage": "export", "arch": arch, "artifacts": str(art_dir),
+                                        "clustering": k or None, "seconds": report.seconds,
+                                        "statuses": _count(r.status for r in report.results)})
         self.event("stage", {"stage": "export", "arch": arch, "status": "done"})
         return art_dir
 

@@ -117,6 +117,9 @@ def print_export_table(report: Any) -> None:
         table.add_row(cell(d["name"]), status, units.size(d["size_bytes"]), units.size(d["gzip_bytes"]), sp,
                       units.pct(d["agreement"]), units.pct(d["val_accuracy"]))
     err.print(table)
+    for r in report.results:
+        for w in r.warnings:
+            err.print(f"[yellow]warning[/]: {cell(r.name)}: {cell(w)}")
     c = report.counts()
     if c.get("cached") and not c.get("converted"):
         err.print(f"all {c['cached']} artefacts were cached: nothing converted (use --force to redo)")

@@ -122,6 +122,10 @@ class Compression:
 
     ``calibration`` is set only for targets that use calibration images; ``engine`` only
     for torch-int8; ``finetune_epochs`` and ``scope`` only when something was fine-tuned.
+    ``clustering`` (``{"k", "tensors", ...}``) when the kernels share K values;
+    ``mitigation`` (``{"method": "kd", "alpha", "temperature"}``) when the fine-tunes distilled
+    from the uncompressed model. Both are left out of the JSON when absent, so manifests
+    written before them keep their artefact id.
     """
 
     finetune_epochs: int = 0
@@ -129,16 +133,33 @@ class Compression:
     calibration: dict[str, Any] | None = None
     qat: bool = False
     engine: str | None = None
+    clustering: dict[str, Any] | None = None
+    mitigation: dict[str, Any] | None = None
 
     @classmethod
     def parse(cls, f: Fields) -> Compression:
         return cls(finetune_epochs=f.integer("finetune_epochs", 0, minimum=0), scope=f.text("scope", None),
                    calibration=f.mapping("calibration", None, nullable=True), qat=f.flag("qat", False),
-                   engine=f.text("engine", None))
+                   engine=f.text("engine", None), clustering=f.mapping("clustering", None, nullable=True),
+                   mitigation=f.mapping("mitigation", None, nullable=True))
+
+    @property
+    def clusters(self) -> int | None:
+        """K of a clustered artefact, else None."""
+        return int(self.clustering["k"]) if self.clustering else None
+
+    @property
+    def distilled(self) -> bool:
+        return bool(self.mitigation) and (self.mitigation or {}).get("method") == "kd"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"finetune_epochs": self.finetune_epochs, "scope": self.scope, "calibration": self.calibration,
-                "qat": self.qat, "engine": self.engine}
+        d: dict[str, Any] = {"finetune_epochs": self.finetune_epochs, "scope": self.scope,
+                             "calibration": self.calibration, "qat": self.qat, "engine": self.engine}
+        if self.clustering is not None:
+            d["clustering"] = self.clustering
+        if self.mitigation is not None:
+            d["mitigation"] = self.mitigation
+        return d
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,11 @@ def format_sparsity(s: float) -> str:
     return f"{float(s):g}"
 
 
-def artefact_name(target: str, sparsity: float) -> str:
-    """``<format>-<precision>-s<sparsity>``, e.g. ``tflite-int8-s0.5``."""
+def artefact_name(target: str, sparsity: float, *, clustering: int | None = None, kd: bool = False) -> str:
+    """``<format>-<precision>-s<sparsity>[-c<K>][-kd]``, e.g. ``tflite-int8-s0.5``, ``onnx-fp32-s0.5-c16-kd``."""
     t = TARGETS[target]
-    return f"{t.format}-{t.precision}-s{format_sparsity(sparsity)}"
+    return (f"{t.format}-{t.precision}-s{format_sparsity(sparsity)}" + (f"-c{clustering}" if clustering else "")
+            + ("-kd" if kd else ""))
 
 
 def parse_targets(values: Iterable[str]) -> list[str]:

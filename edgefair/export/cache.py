@@ -3,14 +3,16 @@
 Three keys, each covering exactly what changes its output:
 
 - the **conversion key** of an artefact: source checkpoint, dataset fingerprint, target,
-  sparsity level, pruning method and fine-tune settings (when something was fine-tuned),
+  sparsity level, pruning method and scope, clustering K, fine-tune settings and
+  distillation (kd, alpha, T) when something was fine-tuned,
   calibration size (calibrated targets only), QAT, quantised engine (torch-int8 only), the
   source of every module that shapes the file (``export``, ``models``, ``data``,
   ``contracts``) and the converter versions. Stored as ``export.cache_key``;
 - the **parity key**: parity sample size and the agent's code. A cached artefact whose
   parity key differs is re-checked without converting again;
-- the **level key** of a pruned and fine-tuned PyTorch model: checkpoint, dataset, level,
-  method, fine-tune epochs and seed, and the code. Level models are kept in
+- the **level key** of a pruned and/or clustered, fine-tuned PyTorch model: checkpoint,
+  dataset, level, method, prune scope, clustering K, distillation (alpha, T), fine-tune
+  epochs and seed, and the code. Level models are kept in
   ``<out>/.cache/levels/<key>/`` so a new ``--calib`` or an added target does not
   fine-tune again.
 """
@@ -28,7 +30,7 @@ from typing import Any
 from edgefair.contracts.errors import ManifestError
 from edgefair.contracts.jsonio import atomic_write_json
 from edgefair.contracts.manifest import Manifest, read_manifest
-from edgefair.contracts.targets import TARGETS
+from edgefair.contracts.targets import TARGETS, artefact_name
 from edgefair.export.files import tool_versions
 from edgefair.files import sha256_file
 
@@ -77,9 +79,32 @@ class ExportSettings:
     qat: bool
     engine: str
     seed: int
+    clustering: int | None = None
+    mitigation: str = "none"
+    kd_alpha: float = 0.9
+    kd_temperature: float = 4.0
+    prune_scope: str = "global"
+
+    def level_tuned(self, sparsity: float) -> bool:
+        """The level's PyTorch model is fine-tuned (pruned or clustered)."""
+        return sparsity > 0 or bool(self.clustering)
 
     def uses_finetune(self, target: str, sparsity: float) -> bool:
-        return sparsity > 0 or (self.qat and TARGETS[target].is_int8)
+        return self.level_tuned(sparsity) or (self.qat and TARGETS[target].is_int8)
+
+    def uses_kd(self, target: str, sparsity: float) -> bool:
+        """Distillation applies only where something is fine-tuned."""
+        return self.mitigation == "kd" and self.uses_finetune(target, sparsity)
+
+    def name(self, target: str, sparsity: float) -> str:
+        """The artefact's folder name: ``onnx-fp32-s0.5``, ``-c16`` when clustered, ``-kd`` when distilled."""
+        return artefact_name(target, sparsity, clustering=self.clustering, kd=self.uses_kd(target, sparsity))
+
+    def _tuning(self, kd: bool, sparsity: float) -> dict[str, Any]:
+        return {"clustering": self.clustering or None,
+                "mitigation": {"method": "kd", "alpha": self.kd_alpha, "temperature": self.kd_temperature} if kd
+                else None,
+                "prune_scope": self.prune_scope if sparsity > 0 and self.pruning == "unstructured" else None}
 
     def conversion_key(self, target: str, sparsity: float) -> str:
         t = TARGETS[target]
@@ -90,13 +115,16 @@ class ExportSettings:
             "finetune_epochs": self.finetune_epochs if tuned else 0, "seed": self.seed if tuned else None,
             "calib": self.calib if t.calibrated else 0, "qat": self.qat and t.is_int8,
             "engine": self.engine if target == "torch-int8" else None, "code": code_version(),
+            **self._tuning(self.uses_kd(target, sparsity), sparsity),
             "tools": {k: v for k, v in tool_versions().items() if k != "edgefair"}})
 
     def level_key(self, sparsity: float) -> str:
         return _key({"checkpoint_sha256": self.checkpoint_sha256, "dataset": self.dataset_fingerprint,
                      "sparsity": round(float(sparsity), 6), "pruning": self.pruning,
                      "finetune_epochs": self.finetune_epochs, "seed": self.seed, "code": code_version(),
-                     "torch": tool_versions().get("torch"), "torch-pruning": tool_versions().get("torch-pruning")})
+                     **self._tuning(self.mitigation == "kd", sparsity),
+                     "torch": tool_versions().get("torch"), "torch-pruning": tool_versions().get("torch-pruning"),
+                     "scikit-learn": tool_versions().get("scikit-learn") if self.clustering else None})
 
 
 def parity_key(parity_n: int) -> str:
@@ -150,6 +178,9 @@ class LevelCache:
         if meta.get("key") != key:
             return None
         model = copy.deepcopy(dense_model)
+        for name in meta.get("identity", []):  # batch norms folded into their convolution (clustering)
+            parent, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, leaf, torch.nn.Identity())
         _resize(model, meta["shapes"], state)
         model.load_state_dict(state)
         return model.eval(), meta["info"]
@@ -166,7 +197,8 @@ class LevelCache:
             torch.save(model.state_dict(), tmp / "model.pt")
             shapes = {name: {a: getattr(m, a) for a in _SHAPE_ATTRS if isinstance(getattr(m, a, None), int)}
                       for name, m in model.named_modules()}
-            atomic_write_json(tmp / "level.json", {"key": key, "info": info, "shapes": shapes})
+            identity = [name for name, m in model.named_modules() if name and isinstance(m, torch.nn.Identity)]
+            atomic_write_json(tmp / "level.json", {"key": key, "info": info, "shapes": shapes, "identity": identity})
             shutil.rmtree(folder, ignore_errors=True)
             tmp.rename(folder)
         except OSError:
@@ -180,12 +212,14 @@ def _resize(model: Any, shapes: dict[str, dict[str, int]], state: dict[str, Any]
     modules = dict(model.named_modules())
     for name, attrs in shapes.items():
         for attr, value in attrs.items():
-            setattr(modules[name], attr, value)
+            if name in modules:
+                setattr(modules[name], attr, value)
     for full, tensor in state.items():
         owner, _, leaf = full.rpartition(".")
         module = modules[owner]
-        if leaf in module._parameters and module._parameters[leaf] is not None:
-            if module._parameters[leaf].shape != tensor.shape:
+        if leaf in module._parameters:  # a None slot: a bias that batch-norm folding added
+            current = module._parameters[leaf]
+            if current is None or current.shape != tensor.shape:
                 module._parameters[leaf] = torch.nn.Parameter(torch.empty_like(tensor))
         elif leaf in module._buffers and module._buffers[leaf] is not None:
             if module._buffers[leaf].shape != tensor.shape:

@@ -11,7 +11,7 @@ from pathlib import Path
 from edgefair.contracts.manifest import FileInfo
 
 TOOL_DISTS = ("edgefair", "torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert",
-              "onnxconverter-common", "torch-pruning", "onnxsim", "numpy")
+              "onnxconverter-common", "torch-pruning", "onnxsim", "numpy", "scikit-learn")
 # Container overhead around one raw deflate stream, as gzip.compress(mtime=0) and
 # zipfile (ZIP_DEFLATED, one member, no extra fields, no zip64) write it.
 _GZIP_OVERHEAD = 10 + 8  # header + crc32/isize trailer

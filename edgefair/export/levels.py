@@ -61,6 +61,39 @@ def _example(meta: Any) -> Any:
     return torch.zeros(1, prep.channels, prep.size, prep.size)
 
 
+def distill_of(dense: Any, settings: ExportSettings) -> Any:
+    """The fine-tunes' distillation from the uncompressed model under ``--mitigation kd`` (else None)."""
+    from edgefair.export.pruning import Distill
+
+    if settings.mitigation != "kd":
+        return None
+    return Distill(teacher=dense, alpha=settings.kd_alpha, temperature=settings.kd_temperature)
+
+
+def _tune_level(dense: Any, meta: Any, sparsity: float, settings: ExportSettings, data: ExportData, tag: str,
+                log: ExportLog) -> tuple[Any, Any]:
+    """Prune + fine-tune, then cluster + fine-tune the centroids (each distilled under kd)."""
+    from edgefair.export import pruning
+
+    distill = distill_of(dense, settings)
+    with log.quiet(f"{tag}: prune", fds=False):
+        model, info = pruning.prepare_level(
+            dense, sparsity, settings.pruning, data.train, epochs=settings.finetune_epochs,
+            example=_example(meta), seed=settings.seed, scope=settings.prune_scope, distill=distill,
+            progress=lambda e, n: log.write(f"{tag}: fine-tune epoch {e}/{n}"))
+    if settings.clustering:
+        with log.quiet(f"{tag}: cluster", fds=False):
+            info.clustering = pruning.cluster_level(
+                model, settings.clustering, data.train, epochs=settings.finetune_epochs, seed=settings.seed,
+                distill=distill, progress=lambda e, n: log.write(f"{tag}: clustered fine-tune epoch {e}/{n}"))
+        log.write(f"{tag}: clustered: {info.clustering['tensors']} kernels into <= {settings.clustering} values "
+                  f"(largest distinct count {info.clustering['max_distinct']}, "
+                  f"{info.clustering['folded_batchnorm']} batch norms folded)")
+    if distill is not None and settings.level_tuned(sparsity):
+        info.mitigation = distill.to_dict()
+    return model, info
+
+
 def prune_level(dense: Any, meta: Any, sparsity: float, settings: ExportSettings, data: ExportData,
                 cache: LevelCache, log: ExportLog) -> Level:
     """The level's PyTorch model, from the level cache when this exact fine-tune already ran."""
@@ -69,32 +102,36 @@ def prune_level(dense: Any, meta: Any, sparsity: float, settings: ExportSettings
 
     tag = f"s{format_sparsity(sparsity)}"
     key = settings.level_key(sparsity)
-    hit = cache.load(key, dense) if sparsity > 0 else None
+    tuned = settings.level_tuned(sparsity)
+    hit = cache.load(key, dense) if tuned else None
     if hit is not None:
         model, info = hit[0], pruning.PruneInfo(**hit[1])
         log.write(f"{tag}: level model from the cache ({info.schedule})")
     else:
-        with log.quiet(f"{tag}: prune", fds=False):
-            model, info = pruning.prepare_level(
-                dense, sparsity, settings.pruning, data.train, epochs=settings.finetune_epochs,
-                example=_example(meta), seed=settings.seed,
-                progress=lambda e, n: log.write(f"{tag}: fine-tune epoch {e}/{n}"))
-        if sparsity > 0:
+        model, info = _tune_level(dense, meta, sparsity, settings, data, tag, log)
+        if tuned:
             cache.save(key, model, info.to_dict())
     log.write(f"{tag}: pruned ({info.schedule}); torch zero fraction {info.torch_zero_fraction:.4f}, "
               f"params {info.params_after}/{info.params_before}")
     return Level(sparsity, model, info, predict_logits(model, data.val_nchw), cached=hit is not None)
 
 
-def add_qat(level: Level, meta: Any, settings: ExportSettings, data: ExportData, log: ExportLog) -> None:
-    """Quantisation-aware fine-tune of the level model (torch.ao fake-quant), for the int8 targets."""
+def add_qat(level: Level, meta: Any, settings: ExportSettings, data: ExportData, log: ExportLog, *,
+            dense: Any = None) -> None:
+    """Quantisation-aware fine-tune of the level model (torch.ao fake-quant), for the int8 targets;
+    distilled from ``dense`` under ``--mitigation kd``."""
     from edgefair.export import pruning, torch_quant
     from edgefair.models.training import predict_logits
 
     with log.quiet(f"{level.tag}: QAT", fds=False):
         qm, twin = torch_quant.prepare_qat(level.model, _example(meta), engine=settings.engine)
-        pruning.finetune(qm, data.train, settings.finetune_epochs, seed=settings.seed,
-                         after_step=torch_quant.sparsity_keeper(qm))
+        keep = torch_quant.sparsity_keeper(qm)
+        if settings.clustering:  # cluster-preserving QAT: each kernel keeps one value per cluster
+            from edgefair.export.clustering import cluster_keeper
+
+            keep = cluster_keeper(qm, settings.clustering)
+        pruning.finetune(qm, data.train, settings.finetune_epochs, seed=settings.seed, after_step=keep,
+                         distill=distill_of(dense, settings))
         qm.eval()
         level.qat_model = qm
         level.qat_float = twin.eval()  # shares the QAT-trained weights and BN statistics

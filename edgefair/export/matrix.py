@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from edgefair.contracts.jsonio import error_text
-from edgefair.contracts.targets import TARGETS, artefact_name, parse_sparsities, parse_targets
+from edgefair.contracts.targets import TARGETS, parse_sparsities, parse_targets
 from edgefair.export import levels as _levels
-from edgefair.export.build import BuildContext, build_artifact, recheck_parity
+from edgefair.export.build import BuildContext, build_artifact, gate_warnings, recheck_parity
 from edgefair.export.cache import ExportSettings, LevelCache, cached_manifest, code_version, parity_key
 from edgefair.export.errors import ExportError
 from edgefair.export.logs import ExportLog
@@ -36,6 +36,9 @@ ProgressFn = Callable[[int, int, str], None]  # (artefacts done, artefacts total
 DEFAULT_ENGINE = "x86"
 ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")
 PRUNING = ("unstructured", "structured")
+MITIGATIONS = ("none", "kd")
+PRUNE_SCOPES = ("global", "layer")
+DEFAULT_FINETUNE_EPOCHS = 2
 
 
 @dataclass(frozen=True)
@@ -47,16 +50,23 @@ class ExportRequest:
     targets: list[str]
     sparsities: list[float]
     pruning: str = "unstructured"
-    finetune_epochs: int = 1
+    finetune_epochs: int = DEFAULT_FINETUNE_EPOCHS
     calib: int = 256
     qat: bool = False
     force: bool = False
     parity_n: int = 512
     engine: str = DEFAULT_ENGINE
+    clustering: int | None = None
+    mitigation: str = "none"
+    kd_alpha: float = 0.9
+    kd_temperature: float = 4.0
+    prune_scope: str = "global"
 
     def __post_init__(self) -> None:
         if self.pruning not in PRUNING:
             raise ExportError(f"unknown pruning method '{self.pruning}': expected unstructured or structured")
+        check_compression_options(clustering=self.clustering, mitigation=self.mitigation, kd_alpha=self.kd_alpha,
+                                  kd_temperature=self.kd_temperature, prune_scope=self.prune_scope)
         for name, value, low in (("finetune epochs", self.finetune_epochs, 0), ("calibration image count",
                                  self.calib, 1), ("parity sample size", self.parity_n, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -75,8 +85,29 @@ class ExportRequest:
 
     def log_line(self) -> str:
         return (f"=== export {self.run_dir} -> {self.out}: targets={self.targets} sparsities={self.sparsities} "
-                f"pruning={self.pruning} finetune_epochs={self.finetune_epochs} calib={self.calib} qat={self.qat} "
-                f"force={self.force} code={code_version()}")
+                f"pruning={self.pruning} scope={self.prune_scope} finetune_epochs={self.finetune_epochs} "
+                f"clustering={self.clustering} mitigation={self.mitigation} (alpha {self.kd_alpha:g}, "
+                f"T {self.kd_temperature:g}) calib={self.calib} qat={self.qat} force={self.force} "
+                f"code={code_version()}")
+
+
+def check_compression_options(*, clustering: int | None, mitigation: str, kd_alpha: float, kd_temperature: float,
+                              prune_scope: str) -> None:
+    """ExportError (a UsageError: exit 2) naming the flag and the allowed range."""
+    if clustering is not None and (isinstance(clustering, bool) or not isinstance(clustering, int) or clustering < 2):
+        raise ExportError(f"--clustering: {clustering!r} is outside the allowed range: an integer K >= 2 "
+                          "(or none)", exit_code=2)
+    if mitigation not in MITIGATIONS:
+        raise ExportError(f"--mitigation: '{mitigation}' is not allowed; allowed values: {', '.join(MITIGATIONS)}",
+                          exit_code=2)
+    if isinstance(kd_alpha, bool) or not isinstance(kd_alpha, (int, float)) or not 0 <= kd_alpha <= 1:
+        raise ExportError(f"--kd-alpha: {kd_alpha!r} is outside the allowed range [0, 1]", exit_code=2)
+    if (isinstance(kd_temperature, bool) or not isinstance(kd_temperature, (int, float))
+            or not 0 < kd_temperature < float("inf")):
+        raise ExportError(f"--kd-temperature: {kd_temperature!r} is outside the allowed range (0, inf)", exit_code=2)
+    if prune_scope not in PRUNE_SCOPES:
+        raise ExportError(f"--prune-scope: '{prune_scope}' is not allowed; allowed values: {', '.join(PRUNE_SCOPES)}",
+                          exit_code=2)
 
 
 @dataclass
@@ -118,7 +149,7 @@ class _Exporter:
     def fail(self, targets: Sequence[str], sparsity: float, reason: str, t0: float) -> None:
         for t in targets:
             if (t, sparsity) not in self.results:
-                self.record(TargetResult(artefact_name(t, sparsity), t, sparsity, "failed", None, reason,
+                self.record(TargetResult(self.settings.name(t, sparsity), t, sparsity, "failed", None, reason,
                                          time.perf_counter() - t0))
 
     # -- main -------------------------------------------------------------------------
@@ -130,7 +161,9 @@ class _Exporter:
         self.settings = ExportSettings(
             checkpoint_sha256=self.meta.checkpoint_sha256, dataset_fingerprint=ref.fingerprint if ref else None,
             pruning=self.req.pruning, finetune_epochs=self.req.finetune_epochs, calib=self.req.calib,
-            qat=self.req.qat, engine=self.req.engine, seed=self.meta.seed)
+            qat=self.req.qat, engine=self.req.engine, seed=self.meta.seed, clustering=self.req.clustering,
+            mitigation=self.req.mitigation, kd_alpha=float(self.req.kd_alpha),
+            kd_temperature=float(self.req.kd_temperature), prune_scope=self.req.prune_scope)
         self.req.out.mkdir(parents=True, exist_ok=True)
         self.staging.clean_stale()
         self.log.write(self.req.log_line())
@@ -144,14 +177,14 @@ class _Exporter:
         want_parity = parity_key(self.req.parity_n)
         for s in self.req.sparsities:
             for t in self.req.targets:
-                folder = self.req.out / artefact_name(t, s)
+                folder = self.req.out / self.settings.name(t, s)
                 m = None if self.req.force else cached_manifest(folder, self.settings.conversion_key(t, s))
                 if m is None:
                     plan.build.setdefault(s, []).append(t)
                 elif m.export.get("parity_key") != want_parity:
                     plan.recheck.setdefault(s, []).append((t, m))
                 else:
-                    self.record(TargetResult(m.name, t, s, "cached", str(folder), None, 0.0, m))
+                    self.record(TargetResult(m.name, t, s, "cached", str(folder), None, 0.0, m, gate_warnings(m)))
         return plan
 
     def _run_levels(self, plan: _Plan) -> None:
@@ -197,8 +230,9 @@ class _Exporter:
     def _level(self, s: float, targets: list[str], recheck: list[tuple[str, Any]], work: Path) -> None:
         t0 = time.perf_counter()
         try:
-            what = "dense model" if s == 0 else f"{self.req.pruning} pruning + fine-tune ({self.req.finetune_epochs} " \
-                                                "epoch(s))"
+            what = ("dense model" if s == 0 else f"{self.req.pruning} pruning + fine-tune ({self.req.finetune_epochs} "
+                    "epoch(s))") + (f", clustering K={self.req.clustering}" if self.req.clustering else "") + \
+                (" (distilled)" if self.req.mitigation == "kd" and self.settings.level_tuned(s) else "")
             self.say(f"s{s:g}: {what}")
             lvl = _levels.prune_level(self.dense, self.meta, s, self.settings, self.ctx.produce.data,
                                       LevelCache(self.req.out), self.log)
@@ -214,7 +248,7 @@ class _Exporter:
             self._submit_tflite(lvl, tfl)
         for t in targets:
             if TARGETS[t].format != "tflite":
-                self.say(f"{artefact_name(t, s)}: building")
+                self.say(f"{self.settings.name(t, s)}: building")
                 self.record(build_artifact(self.ctx, lvl, t, producer_for(t)))
         self.levels.append(lvl)
 
@@ -224,7 +258,7 @@ class _Exporter:
             return targets
         try:
             self.say(f"{lvl.tag}: quantisation-aware fine-tune ({self.req.finetune_epochs} epoch(s))")
-            _levels.add_qat(lvl, self.meta, self.settings, self.ctx.produce.data, self.log)
+            _levels.add_qat(lvl, self.meta, self.settings, self.ctx.produce.data, self.log, dense=self.dense)
         except Exception as e:
             self.fail(int8, lvl.sparsity, f"quantisation-aware fine-tune failed: {error_text(e)}", t0)
             return [t for t in targets if t not in int8]
@@ -303,12 +337,18 @@ class _Exporter:
 
 
 def export_matrix(run_dir: Path | str, *, targets: Sequence[str] | str, sparsities: Sequence[float] | str | float,
-                  out: Path | str, pruning: str = "unstructured", finetune_epochs: int = 1, calib: int = 256,
-                  qat: bool = False, force: bool = False, parity_n: int = 512, engine: str = DEFAULT_ENGINE,
+                  out: Path | str, pruning: str = "unstructured", finetune_epochs: int = DEFAULT_FINETUNE_EPOCHS,
+                  calib: int = 256, qat: bool = False, force: bool = False, parity_n: int = 512,
+                  engine: str = DEFAULT_ENGINE, clustering: int | None = None, mitigation: str = "none",
+                  kd_alpha: float = 0.9, kd_temperature: float = 4.0, prune_scope: str = "global",
                   progress: ProgressFn | None = None) -> ExportReport:
     """Export ``run_dir`` to every target × sparsity under ``out`` and check each artefact's parity.
 
     ``targets``: names or ``all``; ``sparsities``: values in [0, 1) (``"0,0.5,0.9"`` works).
+    ``clustering``: K >= 2 shared weight values per Conv/Linear kernel (None: no clustering);
+    ``mitigation``: ``kd`` distils every fine-tune from the uncompressed model
+    ((1 - kd_alpha)·CE + kd_alpha·KL·T², T = ``kd_temperature``); ``prune_scope``: the
+    unstructured magnitude threshold, ``global`` or per ``layer``.
     ``progress(done, total, message)`` is called as artefacts finish (and at each stage).
     Raises ExportError / TargetError (ValueErrors) on bad input and CheckpointError on a bad
     run; a target that fails to convert or to pass parity is reported in the result, not raised.
@@ -317,12 +357,15 @@ def export_matrix(run_dir: Path | str, *, targets: Sequence[str] | str, sparsiti
     req = ExportRequest(run_dir=Path(run_dir), out=Path(out),
                         targets=parse_targets([targets] if isinstance(targets, str) else targets),
                         sparsities=parse_sparsities(sparsities), pruning=pruning, finetune_epochs=finetune_epochs,
-                        calib=calib, qat=qat, force=force, parity_n=parity_n, engine=engine)
+                        calib=calib, qat=qat, force=force, parity_n=parity_n, engine=engine, clustering=clustering,
+                        mitigation=mitigation, kd_alpha=kd_alpha, kd_temperature=kd_temperature,
+                        prune_scope=prune_scope)
     ex = _Exporter(req, progress)
     results = ex.run()
     rep = ExportReport(run=str(req.run_dir), out=str(req.out), targets=req.targets, sparsities=req.sparsities,
                        pruning=pruning, finetune_epochs=finetune_epochs, calib=calib, qat=qat, results=results,
-                       seconds=time.perf_counter() - t0, log=str(req.out / "export.log"))
+                       seconds=time.perf_counter() - t0, log=str(req.out / "export.log"), clustering=clustering,
+                       mitigation=mitigation, prune_scope=prune_scope)
     ex.log.write(f"=== done in {rep.seconds:.1f} s: {rep.counts()}")
     return rep
 

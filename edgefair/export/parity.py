@@ -15,11 +15,15 @@ from typing import Any
 
 import numpy as np
 
-FP32_GATE = 0.995
+FP32_GATE = 0.995      # fp32: top-1 agreement with the PyTorch model
+ACCURACY_GATE = 0.99   # fp16/int8: accuracy >= this share of the fp32 reference's, on the same images
+GATE_KINDS = ("agreement", "accuracy")
 
 
 @dataclass
 class Parity:
+    """``passed``: True/False by ``gate_kind``; None where no gate applies (``reason`` says why)."""
+
     n: int
     agreement: float
     max_abs_logit_diff: float
@@ -28,7 +32,9 @@ class Parity:
     reference: str
     runtime: str
     gate: float | None
-    passed: bool
+    passed: bool | None
+    gate_kind: str | None = None
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,14 +84,42 @@ class _null:
 
 
 def compare(logits: np.ndarray, ref_logits: np.ndarray, labels: np.ndarray, *, reference: str, runtime: str,
-            gate: float | None) -> Parity:
-    agree = float((logits.argmax(1) == ref_logits.argmax(1)).mean()) if len(labels) else float("nan")
+            gate: float | None, kind: str = "agreement", num_classes: int | None = None) -> Parity:
+    """Agreement and accuracies of ``logits`` against the reference; the verdict by ``kind`` of gate."""
+    n = int(len(labels))
+    agree = float((logits.argmax(1) == ref_logits.argmax(1)).mean()) if n else float("nan")
     diff = float(np.max(np.abs(logits - ref_logits))) if logits.size else 0.0
-    return Parity(n=int(len(labels)), agreement=agree, max_abs_logit_diff=diff,
-                  val_accuracy=float((logits.argmax(1) == labels).mean()),
-                  reference_val_accuracy=float((ref_logits.argmax(1) == labels).mean()),
-                  reference=reference, runtime=runtime, gate=gate,
-                  passed=gate is None or agree >= gate)
+    acc = float((logits.argmax(1) == labels).mean()) if n else float("nan")
+    ref_acc = float((ref_logits.argmax(1) == labels).mean()) if n else float("nan")
+    passed, reason = verdict(kind, gate, agreement=agree, accuracy=acc, reference_accuracy=ref_acc,
+                             num_classes=num_classes)
+    return Parity(n=n, agreement=agree, max_abs_logit_diff=diff, val_accuracy=acc, reference_val_accuracy=ref_acc,
+                  reference=reference, runtime=runtime, gate=gate, passed=passed,
+                  gate_kind=kind if gate is not None else None, reason=reason)
+
+
+def verdict(kind: str, gate: float | None, *, agreement: float, accuracy: float, reference_accuracy: float,
+            num_classes: int | None = None) -> tuple[bool | None, str]:
+    """(passed, reason). ``agreement``: top-1 agreement >= gate. ``accuracy``: accuracy >= gate × the
+    reference's; None when the reference is at or below chance (a ratio of chance levels says nothing)
+    or there are no labelled images."""
+    if gate is None:
+        return None, "no gate for this target"
+    if kind == "agreement":
+        ok = agreement == agreement and agreement >= gate
+        return ok, f"top-1 agreement {agreement:.4f} {'>=' if ok else '<'} {gate:g} with the PyTorch model"
+    if kind != "accuracy":
+        raise ValueError(f"unknown gate kind {kind!r}: expected one of {', '.join(GATE_KINDS)}")
+    if reference_accuracy != reference_accuracy:
+        return None, "no accuracy gate: no labelled parity images"
+    chance = 1.0 / num_classes if num_classes else 0.0
+    if reference_accuracy <= chance:
+        return None, (f"no accuracy gate: the fp32 reference's accuracy {reference_accuracy:.4f} is at or below "
+                      f"chance (1/{num_classes})")
+    need = gate * reference_accuracy
+    ok = accuracy >= need
+    return ok, (f"accuracy {accuracy:.4f} {'>=' if ok else '<'} {gate:g} × the fp32 reference's "
+                f"{reference_accuracy:.4f} ({need:.4f})")
 
 
 def diagnose(logits: np.ndarray, images_u8: np.ndarray, prep: Mapping[str, Any],

@@ -15,9 +15,15 @@ validation accuracy per layer vs 0.77 global, dense 0.82). The overall fraction 
 weights equals the requested level exactly either way; ``scope="layer"`` gives the uniform
 variant.
 
-Structured: torch-pruning's ``MetaPruner`` with L1 magnitude importance removes the
-requested fraction of output channels of every Conv/Linear layer except the classifier,
-then the network is fine-tuned; it really is smaller (fewer parameters and FLOPs).
+Structured: torch-pruning's ``MetaPruner`` with L1 magnitude importance removes one fraction
+of output channels of every Conv/Linear layer except the classifier, then the network is
+fine-tuned; it really is smaller (fewer parameters and FLOPs). The requested level is the
+share of Conv/Linear kernel WEIGHTS removed (comparable with unstructured): the channel ratio
+that achieves it is found by bisection (a ratio r removes about 1 - (1 - r)² of a conv stack's
+weights, so 0.9 of the weights is a ratio near 0.69, not 0.9).
+
+Every fine-tune can distil from the uncompressed model (:class:`Distill`, Simon Says' KD
+mitigation), through ``fit(teacher=...)``.
 """
 
 from __future__ import annotations
@@ -51,11 +57,30 @@ class PruneInfo:
     params_before: int = 0
     params_after: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    scope: str | None = None            # unstructured: global | layer
+    channel_ratio: float | None = None  # structured: the channel ratio that removes ``requested`` of the weights
+    weight_share: float | None = None   # share of the Conv/Linear kernel weights removed or zero
+    mitigation: dict[str, Any] | None = None  # {"method": "kd", "alpha", "temperature"} when distilled
+    clustering: dict[str, Any] | None = None  # ClusterInfo.to_dict() when clustered
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "requested": self.requested, "finetune_epochs": self.finetune_epochs,
                 "tool": self.tool, "schedule": self.schedule, "torch_zero_fraction": self.torch_zero_fraction,
-                "params_before": self.params_before, "params_after": self.params_after}
+                "params_before": self.params_before, "params_after": self.params_after, "scope": self.scope,
+                "channel_ratio": self.channel_ratio, "weight_share": self.weight_share,
+                "mitigation": self.mitigation, "clustering": self.clustering}
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Knowledge distillation of a fine-tune: (1 - alpha)·CE + alpha·KL·T² against ``teacher``."""
+
+    teacher: nn.Module
+    alpha: float = 0.9
+    temperature: float = 4.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "kd", "alpha": self.alpha, "temperature": self.temperature}
 
 
 def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -136,16 +161,20 @@ def _sparsifier_class():
 
 
 def finetune(model: nn.Module, train: tuple[np.ndarray, np.ndarray], epochs: int, *, seed: int,
-             after_step=None, progress=None, lr: float = FINETUNE_LR) -> dict:
-    """A short fine-tune on the training split (no validation-based selection: val stays held out)."""
+             after_step=None, progress=None, lr: float = FINETUNE_LR, distill: Distill | None = None) -> dict:
+    """A short fine-tune on the training split (no validation-based selection: val stays held out);
+    with ``distill``, the loss distils from its teacher (``fit(teacher=...)``)."""
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    if distill is not None:
+        cfg.kd_alpha, cfg.kd_temperature = float(distill.alpha), float(distill.temperature)
     return fit(model, train, None, cfg, keep_best=False, after_step=after_step,
+               teacher=distill.teacher if distill is not None else None,
                progress=(lambda e, n, rec: progress(e, n)) if progress else None)
 
 
 def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarray, np.ndarray], *,
                        epochs: int, seed: int = 0, progress=None, scope: str = "global",
-                       lr: float = FINETUNE_LR) -> tuple[nn.Module, PruneInfo]:
+                       lr: float = FINETUNE_LR, distill: Distill | None = None) -> tuple[nn.Module, PruneInfo]:
     """Magnitude-prune Conv/Linear weights to ``sparsity`` overall (``scope``: global | layer); fine-tune; squash."""
     from torch.ao.pruning.scheduler.cubic_scheduler import CubicSL
 
@@ -166,7 +195,8 @@ def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarra
             sparsifier.step()
             scheduler.step()
 
-        history = finetune(model, train, epochs, seed=seed, after_step=after_step, progress=progress, lr=lr)
+        history = finetune(model, train, epochs, seed=seed, after_step=after_step, progress=progress, lr=lr,
+                           distill=distill)
         schedule = f"cubic (CubicSL) 0 -> {sparsity:g} over {t_end} of {steps} fine-tune steps"
     else:
         schedule = "one-shot (no fine-tune)"
@@ -179,42 +209,85 @@ def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarra
                      tool=f"torch.ao.pruning WeightNormSparsifier (L1 magnitude, {scope} threshold, 1x1 blocks)",
                      schedule=schedule, torch_zero_fraction=weight_zero_fraction(model),
                      params_before=before, params_after=param_count(model)[0],
-                     history=history.get("epochs", []) if history else [])
+                     history=history.get("epochs", []) if history else [], scope=scope,
+                     weight_share=weight_zero_fraction(model),
+                     mitigation=distill.to_dict() if distill is not None and steps > 0 else None)
     return model, info
 
 
-def prune_structured(model: nn.Module, sparsity: float, train: tuple[np.ndarray, np.ndarray], *,
-                     epochs: int, example: torch.Tensor, seed: int = 0, progress=None) -> tuple[nn.Module, PruneInfo]:
-    """Remove ``sparsity`` of the channels of every layer but the classifier (torch-pruning), fine-tune."""
+def _channel_prune(model: nn.Module, ratio: float, example: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` with ``ratio`` of every layer's output channels removed (classifier kept)."""
     import torch_pruning as tp
 
     model = copy.deepcopy(model).eval()
-    before = param_count(model)[0]
+    if ratio <= 0:
+        return model
     out_features = model(example).shape[-1]
     ignored = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == out_features]
     try:
         pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.MagnitudeImportance(p=1),
-                                      pruning_ratio=sparsity, ignored_layers=ignored, global_pruning=False)
+                                      pruning_ratio=ratio, ignored_layers=ignored, global_pruning=False)
         pruner.step()
     except Exception as e:  # torch-pruning raises many types on graphs it cannot trace
         first = str(e).splitlines()[0] if str(e) else ""
         raise ExportError(f"torch-pruning cannot prune this model structurally ({type(e).__name__}: {first})") from None
+    return model
+
+
+def removed_share(model: nn.Module, dense_weights: int) -> float:
+    """Share of the dense model's Conv/Linear kernel weights that are gone (removed channels) or zero."""
+    kept = sum(int((m.weight != 0).sum()) for _, m in prunable_weights(model))  # type: ignore[operator,misc]
+    return 1.0 - kept / dense_weights if dense_weights else 0.0
+
+
+def channel_ratio_for(model: nn.Module, share: float, example: torch.Tensor, *, tol: float = 0.005,
+                      steps: int = 24) -> tuple[float, float, nn.Module]:
+    """(channel ratio, achieved weight share, pruned copy): bisection for the ratio removing ``share`` of weights.
+
+    The removed share grows with the ratio (in steps: channel counts are integers); the
+    closest ratio found is returned, within ``tol`` when the channel counts allow it.
+    """
+    dense = dense_weight_count(model)
+    lo, hi = 0.0, 0.999
+    best: tuple[float, float, nn.Module] | None = None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        pruned = _channel_prune(model, mid, example)
+        got = removed_share(pruned, dense)
+        if best is None or abs(got - share) < abs(best[1] - share):
+            best = (mid, got, pruned)
+        if abs(got - share) <= tol:
+            break
+        lo, hi = (mid, hi) if got < share else (lo, mid)
+    assert best is not None
+    return best
+
+
+def prune_structured(model: nn.Module, sparsity: float, train: tuple[np.ndarray, np.ndarray], *,
+                     epochs: int, example: torch.Tensor, seed: int = 0, progress=None,
+                     distill: Distill | None = None) -> tuple[nn.Module, PruneInfo]:
+    """Remove channels (torch-pruning) until ``sparsity`` of the Conv/Linear weights are gone; fine-tune."""
+    before = param_count(model)[0]
+    ratio, share, model = channel_ratio_for(model, sparsity, example)
     history: dict = {}
     if epochs > 0:
-        history = finetune(model, train, epochs, seed=seed, progress=progress)
+        history = finetune(model, train, epochs, seed=seed, progress=progress, distill=distill)
     model.eval()
     info = PruneInfo(method="structured", requested=sparsity, finetune_epochs=epochs,
-                     tool="torch-pruning MetaPruner (L1 magnitude importance, channel ratio per layer, "
-                          "classifier kept)",
+                     tool="torch-pruning MetaPruner (L1 magnitude importance, one channel ratio for every layer, "
+                          "classifier kept; the ratio found by bisection on the share of weights removed)",
                      schedule="one-shot channel removal, then fine-tune" if epochs else "one-shot (no fine-tune)",
                      torch_zero_fraction=weight_zero_fraction(model),
                      params_before=before, params_after=param_count(model)[0],
-                     history=history.get("epochs", []) if history else [])
+                     history=history.get("epochs", []) if history else [], channel_ratio=round(ratio, 6),
+                     weight_share=round(share, 6),
+                     mitigation=distill.to_dict() if distill is not None and epochs > 0 else None)
     return model, info
 
 
 def prepare_level(model: nn.Module, sparsity: float, method: str, train, *, epochs: int, example: torch.Tensor,
-                  seed: int = 0, progress=None) -> tuple[nn.Module, PruneInfo]:
+                  seed: int = 0, progress=None, scope: str = "global",
+                  distill: Distill | None = None) -> tuple[nn.Module, PruneInfo]:
     """The PyTorch model of one sparsity level (a copy; ``model`` is left untouched)."""
     if sparsity <= 0:
         m = copy.deepcopy(model).eval()
@@ -222,7 +295,22 @@ def prepare_level(model: nn.Module, sparsity: float, method: str, train, *, epoc
         return m, PruneInfo(method="none", requested=0.0, finetune_epochs=0, tool="", schedule="",
                             torch_zero_fraction=weight_zero_fraction(m), params_before=total, params_after=total)
     if method == "unstructured":
-        return prune_unstructured(model, sparsity, train, epochs=epochs, seed=seed, progress=progress)
+        return prune_unstructured(model, sparsity, train, epochs=epochs, seed=seed, progress=progress, scope=scope,
+                                  distill=distill)
     if method == "structured":
-        return prune_structured(model, sparsity, train, epochs=epochs, example=example, seed=seed, progress=progress)
+        return prune_structured(model, sparsity, train, epochs=epochs, example=example, seed=seed, progress=progress,
+                                distill=distill)
     raise ExportError(f"unknown pruning method '{method}': expected unstructured or structured")
+
+
+def cluster_level(model: nn.Module, k: int, train, *, epochs: int, seed: int = 0, progress=None,
+                  distill: Distill | None = None) -> dict[str, Any]:
+    """Cluster ``model`` in place (K shared values per kernel, zeros kept), fine-tune the centroids, bake."""
+    from edgefair.export import clustering
+
+    info = clustering.cluster_model(model, k, seed=seed)
+    history = finetune(model, train, epochs, seed=seed, progress=progress, distill=distill) if epochs > 0 else {}
+    info.max_distinct = clustering.bake(model)
+    model.eval()
+    return {**info.to_dict(), "finetune_epochs": epochs,
+            "history": history.get("epochs", []) if history else []}

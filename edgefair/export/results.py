@@ -59,6 +59,9 @@ class ExportReport:
     results: list[TargetResult]
     seconds: float
     log: str
+    clustering: int | None = None
+    mitigation: str = "none"
+    prune_scope: str = "global"
 
     @property
     def ok(self) -> bool:
@@ -77,5 +80,6 @@ class ExportReport:
     def to_dict(self, *, full: bool = False) -> dict[str, Any]:
         return {"ok": self.ok, "run": self.run, "out": self.out, "targets": self.targets,
                 "sparsities": self.sparsities, "pruning": self.pruning, "finetune_epochs": self.finetune_epochs,
-                "calib": self.calib, "qat": self.qat, "counts": self.counts(), "seconds": round(self.seconds, 3),
+                "calib": self.calib, "qat": self.qat, "clustering": self.clustering, "mitigation": self.mitigation,
+                "prune_scope": self.prune_scope, "counts": self.counts(), "seconds": round(self.seconds, 3),
                 "log": self.log, "results": [r.to_dict(full=full) for r in self.results]}

@@ -43,6 +43,11 @@ def _acc(arrays) -> WeightStats:
 
 
 def onnx_weight_stats(path: Path) -> WeightStats:
+    return _acc(onnx_weight_arrays(path))
+
+
+def onnx_weight_arrays(path: Path) -> list[np.ndarray]:
+    """Every initializer and Constant value of the ONNX file."""
     import onnx
     from onnx import numpy_helper
 
@@ -53,7 +58,7 @@ def onnx_weight_stats(path: Path) -> WeightStats:
             for a in node.attribute:
                 if a.name == "value" and a.t is not None:
                     arrays.append(numpy_helper.to_array(a.t))
-    return _acc(arrays)
+    return arrays
 
 
 _TFL_DTYPES = {0: np.float32, 1: np.float16, 3: np.uint8, 9: np.int8}
@@ -69,11 +74,29 @@ def _tflite_schema():
 
 def tflite_weight_stats(path: Path) -> WeightStats:
     """Walk every subgraph's tensors; a tensor with a non-empty buffer is a constant."""
+    tot = zeros = n = 0
+    for vals, size, sparse in _tflite_constants(path):
+        n += 1
+        if sparse:  # TFLite sparse encoding: only the stored values are kept
+            tot += size
+            zeros += size - int(np.count_nonzero(vals))
+        else:
+            tot += vals.size
+            zeros += int(np.count_nonzero(vals == 0))
+    return WeightStats(tot, zeros, n)
+
+
+def tflite_weight_arrays(path: Path) -> list[np.ndarray]:
+    """The rank >= 2 constants of a TFLite file (sparse-encoded ones as their stored values, 1 × n)."""
+    return [vals.reshape(1, -1) for vals, _, _ in _tflite_constants(path)]
+
+
+def _tflite_constants(path: Path):
+    """(values, element count, sparse-encoded) of each distinct rank >= 2 constant buffer."""
     schema = _tflite_schema()
     buf = Path(path).read_bytes()
     model = schema.Model.GetRootAs(buf, 0)
     seen: set[int] = set()
-    tot = zeros = n = 0
     for si in range(model.SubgraphsLength()):
         sg = model.Subgraphs(si)
         for ti in range(sg.TensorsLength()):
@@ -94,18 +117,14 @@ def tflite_weight_stats(path: Path) -> WeightStats:
                     continue
             seen.add(b)
             vals = np.frombuffer(data.tobytes(), dtype=_TFL_DTYPES[t.Type()])
-            size = int(np.prod(shape))
-            n += 1
-            if t.Sparsity() is not None:  # TFLite sparse encoding: only the stored values are kept
-                tot += size
-                zeros += size - int(np.count_nonzero(vals))
-            else:
-                tot += vals.size
-                zeros += int(np.count_nonzero(vals == 0))
-    return WeightStats(tot, zeros, n)
+            yield vals, int(np.prod(shape)), t.Sparsity() is not None
 
 
 def torchscript_weight_stats(path: Path) -> WeightStats:
+    return _acc(torchscript_weight_arrays(path))
+
+
+def torchscript_weight_arrays(path: Path) -> list[np.ndarray]:
     """Float kernels from the state dict; int8 kernels unpacked from the quantized modules' packed params."""
     import warnings
 
@@ -135,7 +154,7 @@ def torchscript_weight_stats(path: Path) -> WeightStats:
                 continue
         if w is not None:
             arrays.append((w.int_repr() if w.is_quantized else w).numpy())
-    return _acc(arrays)
+    return arrays
 
 
 def weight_stats(path: Path, fmt: str) -> WeightStats:
@@ -146,3 +165,11 @@ def weight_stats(path: Path, fmt: str) -> WeightStats:
     if fmt == "torch":
         return torchscript_weight_stats(path)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def weight_arrays(path: Path, fmt: str) -> list[np.ndarray]:
+    """The file's constant tensors as read back from it (what :func:`weight_stats` counts)."""
+    readers = {"onnx": onnx_weight_arrays, "tflite": tflite_weight_arrays, "torch": torchscript_weight_arrays}
+    if fmt not in readers:
+        raise ValueError(f"unknown format {fmt!r}")
+    return [np.asarray(a) for a in readers[fmt](path)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -40,6 +41,28 @@ def _import_options(like_run: Path | None, size: int | None, channels: int | Non
                          preprocessing_file=prep_file, like_run=like_run, dataset=dataset)
 
 
+def _number(value: str, flag: str, allowed: str, kind: type = float) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise UsageError(f"{flag}: '{value}' is not a number; allowed range: {allowed}") from None
+
+
+def _compression_options(clustering: str | None, mitigation: str, kd_alpha: str, kd_temperature: str,
+                         prune_scope: str) -> dict[str, Any]:
+    """The compression flags, parsed and range-checked (UsageError, exit 2, naming the flag)."""
+    from edgefair.export.matrix import check_compression_options
+
+    k = None
+    if clustering is not None and clustering.strip().lower() not in ("none", "0", ""):
+        k = _number(clustering, "--clustering", "an integer K >= 2 (or none)", int)
+    opts = {"clustering": k, "mitigation": mitigation.strip().lower(),
+            "kd_alpha": _number(kd_alpha, "--kd-alpha", "[0, 1]"),
+            "kd_temperature": _number(kd_temperature, "--kd-temperature", "(0, inf)"), "prune_scope": prune_scope}
+    check_compression_options(**opts)
+    return opts
+
+
 @click.command("export")
 @click.option("--model", "run_dir", type=click.Path(path_type=Path), default=None,
               help="Run directory written by bench train.")
@@ -49,7 +72,17 @@ def _import_options(like_run: Path | None, size: int | None, channels: int | Non
               help="Comma-separated levels in [0, 1), e.g. 0,0.5,0.75,0.9.")
 @click.option("--pruning", type=click.Choice(["unstructured", "structured"]), default="unstructured",
               show_default=True)
-@click.option("--finetune-epochs", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--prune-scope", type=click.Choice(["global", "layer"]), default="global", show_default=True,
+              help="Unstructured pruning: one magnitude threshold for all layers, or the level in every layer.")
+@click.option("--finetune-epochs", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--clustering", default=None, metavar="K",
+              help="Weight clustering: K >= 2 shared values per Conv/Linear kernel (default: none).")
+@click.option("--mitigation", default="none", show_default=True, metavar="none|kd",
+              help="kd: every fine-tune distils from the uncompressed model.")
+@click.option("--kd-alpha", default="0.9", show_default=True, metavar="A",
+              help="With --mitigation kd: weight of the KL term, in [0, 1].")
+@click.option("--kd-temperature", default="4", show_default=True, metavar="T",
+              help="With --mitigation kd: softmax temperature, > 0.")
 @click.option("--calib", type=click.IntRange(min=1), default=256, show_default=True,
               help="Calibration images for int8.")
 @click.option("--qat", is_flag=True, help="Quantisation-aware fine-tuning before the int8 exports.")
@@ -73,7 +106,8 @@ def _import_options(like_run: Path | None, size: int | None, channels: int | Non
               help="With --import: labelled data to measure the import on (recorded as its test data).")
 @json_option
 @command_errors
-def export_cmd(run_dir: Path | None, targets: tuple[str, ...], sparsity: str, pruning: str, finetune_epochs: int,
+def export_cmd(run_dir: Path | None, targets: tuple[str, ...], sparsity: str, pruning: str, prune_scope: str,
+               finetune_epochs: int, clustering: str | None, mitigation: str, kd_alpha: str, kd_temperature: str,
                calib: int, qat: bool, parity_n: int, out: Path, force: bool, import_file: Path | None,
                like_run: Path | None, size: int | None, channels: int | None, mean: float | None,
                std: float | None, classes: str | None, prep_file: Path | None, dataset: str | None,
@@ -91,6 +125,7 @@ def export_cmd(run_dir: Path | None, targets: tuple[str, ...], sparsity: str, pr
     given = [k for k, v in import_only.items() if v is not None]
     if given:
         raise UsageError(f"{', '.join(given)} only apply with --import FILE")
+    compression = _compression_options(clustering, mitigation, kd_alpha, kd_temperature, prune_scope)
     if run_dir is None:
         raise CLIError("--model runs/NAME is required (or --import FILE)")
     if not targets:
@@ -101,7 +136,7 @@ def export_cmd(run_dir: Path | None, targets: tuple[str, ...], sparsity: str, pr
 
         report = export_matrix(run_dir, targets=list(targets), sparsities=sparsity, out=out, pruning=pruning,
                                finetune_epochs=finetune_epochs, calib=calib, qat=qat, force=force, parity_n=parity_n,
-                               progress=on_progress)
+                               progress=on_progress, **compression)
     if as_json:
         emit_json(report.to_dict())
     else:

@@ -55,7 +55,7 @@ def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], out: Path, pri
         else:
             click.echo(cfg.to_toml(), nl=False)
         return
-    n_art = len(cfg.targets) * len(cfg.sparsities) * len(cfg.archs)
+    n_art = len(cfg.targets) * len(cfg.sparsities) * len(cfg.archs) * len(set(cfg.clusterings or [0]))
     total = len(cfg.archs) * 2 + n_art * len(cfg.devices) * 2 + 1
     with progress_bar("sweep", total) as update:
         outcome = run_sweep(cfg, out=out, on_event=_SweepProgress(update))
