@@ -35,8 +35,8 @@ def line_plot(path: Path, series: Series, *, xlabel: str, ylabel: str, title: st
             continue
         xs = [x for x, _ in pts]
         ys = [s.mean * scale for _, s in pts if s.mean is not None]
-        lo = [(s.mean - s.lo) * scale if s.lo is not None and s.mean is not None else 0.0 for _, s in pts]
-        hi = [(s.hi - s.mean) * scale if s.hi is not None and s.mean is not None else 0.0 for _, s in pts]
+        lo = [max(0.0, (s.mean - s.lo) * scale) if s.lo is not None and s.mean is not None else 0.0 for _, s in pts]
+        hi = [max(0.0, (s.hi - s.mean) * scale) if s.hi is not None and s.mean is not None else 0.0 for _, s in pts]
         ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
