@@ -101,13 +101,16 @@ def consistency_scores(reference_preds: Sequence[np.ndarray], compressed_preds: 
 
 
 def top_share(scores: np.ndarray, top: float) -> np.ndarray:
-    """Mask of the ``top`` share (0 < top <= 1) of examples by score, only those with a
-    score above 0 (ties at the cut kept; an example nobody moved on is never flagged)."""
+    """Mask of the ``top`` share (0 < top <= 1) of examples by score: exactly ceil(top·n),
+    ties at the cut broken by example order, and only examples with a score above 0 (one
+    nobody moved on is never flagged)."""
     if not 0 < top <= 1:
         raise ValueError(f"top share must be in (0, 1], got {top}")
     k = max(1, int(np.ceil(top * scores.size)))
-    cut = np.sort(scores)[::-1][k - 1]
-    return (scores >= cut) & (scores > 0)
+    order = np.argsort(-scores, kind="stable")[:k]
+    mask = np.zeros(scores.size, dtype=bool)
+    mask[order] = True
+    return mask & (scores > 0)
 
 
 def accuracy_on_cie_by_group(y_true: np.ndarray, predicted: np.ndarray, is_cie: np.ndarray,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -172,13 +173,14 @@ def _finite(d: dict) -> bool:
 
 def _quick(bench, tmp_path: Path, name: str) -> dict:
     out = tmp_path / name
-    proc = bench("study", name, "--quick", "--out", out, "--json", timeout=300)
+    proc = bench("study", name, "--quick", "--out", out, "--json", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     outcome = json.loads(proc.stdout)
     doc = json.loads(Path(outcome["json"]).read_text())
     html = Path(outcome["html"]).read_text()
     assert "<table>" in html and "<img" in html
-    assert all((out / "plots" / Path(p).name).exists() for p in html.split('src="')[1:] if p)
+    plots = re.findall(r'src="plots/([^"]+)"', html)
+    assert plots and all((out / "plots" / name).stat().st_size > 0 for name in plots)
     return doc
 
 

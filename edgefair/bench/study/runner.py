@@ -207,20 +207,24 @@ def _export_arm(cfg: StudyConfig, out: Path, run_dir: Path, seed: int, arm: Arm,
 
 
 def run_compression(cfg: StudyConfig, out: Path, say: Say) -> Collected:
-    """Per seed: train, then every arm's export matrix, then predictions of every artefact."""
-    runs = [train(cfg, out, seed, say=say) for seed in range(cfg.seeds)]
-    col = Collected(test=load_test(runs[0], cfg.attribute))
+    """Seed by seed (a run cut short still holds whole seeds): train, then every arm's export
+    matrix, then predictions of every artefact."""
     all_arms = arms(cfg)
     reference = all_arms[0]
     skipped = {arm: why for arm in all_arms if (why := unsupported(arm)) is not None}
-    col.notes += [f"{arm.tag}: skipped: {why}" for arm, why in skipped.items()]
-    for seed, run_dir in enumerate(runs):
+    col: Collected | None = None
+    for seed in range(cfg.seeds):
+        run_dir = train(cfg, out, seed, say=say)
+        if col is None:
+            col = Collected(test=load_test(run_dir, cfg.attribute))
+            col.notes += [f"{arm.tag}: skipped: {why}" for arm, why in skipped.items()]
         _check_same_test(col, run_dir, cfg.attribute)
         col.runs.append({"seed": seed, "run": str(run_dir)})
         for arm in all_arms:
             levels = levels_of(cfg, arm, reference)
             if arm not in skipped and levels:
                 _export_arm(cfg, out, run_dir, seed, arm, levels, col, say)
+    assert col is not None  # seeds >= 1
     return col
 
 
@@ -276,17 +280,17 @@ def run_balance(cfg: StudyConfig, out: Path, say: Say) -> tuple[Collected, list[
     path, n, _ = balance_plan(cfg)
     rows: list[BalanceRun] = []
     col: Collected | None = None
-    for step, props in enumerate(path):
-        for seed in range(cfg.seeds):
-            mix = TrainMix(attribute=cfg.attribute, proportions={g: round(p, 6) for g, p in props.items()}, n=n,
-                           seed=seed)
-            run_dir = train(cfg, out, seed, mix=mix, say=say)
-            if col is None:
-                col = Collected(test=load_test(run_dir, cfg.attribute))
-            _check_same_test(col, run_dir, cfg.attribute)
-            with np.load(run_dir / "test_predictions.npz") as z:
-                pred = z["pred"].astype(np.int64)
-            col.runs.append({"step": step, "seed": seed, "run": str(run_dir)})
-            rows.append(BalanceRun(step, seed, mix.proportions, n, pred))
+    # seed-major: a run cut short still holds whole seeds (rerun with fewer --seeds to report them)
+    for seed, (step, props) in itertools.product(range(cfg.seeds), enumerate(path)):
+        mix = TrainMix(attribute=cfg.attribute, proportions={g: round(p, 6) for g, p in props.items()}, n=n,
+                       seed=seed)
+        run_dir = train(cfg, out, seed, mix=mix, say=say)
+        if col is None:
+            col = Collected(test=load_test(run_dir, cfg.attribute))
+        _check_same_test(col, run_dir, cfg.attribute)
+        with np.load(run_dir / "test_predictions.npz") as z:
+            pred = z["pred"].astype(np.int64)
+        col.runs.append({"step": step, "seed": seed, "run": str(run_dir)})
+        rows.append(BalanceRun(step, seed, mix.proportions, n, pred))
     assert col is not None  # balance_path has at least two steps and seeds >= 1
     return col, rows
