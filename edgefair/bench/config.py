@@ -128,6 +128,10 @@ def _check_numbers(cfg: SweepConfig, src: str) -> None:
         if not _is_number(x) or not lo <= x <= hi or (key == "alpha" and x == 0):
             what = f">= {lo:g}" if hi == float("inf") else f"in [{lo:g}, {hi:g}]" if key != "alpha" else "in (0, 0.5]"
             raise ConfigError(f"{src}: {key}: must be a number {what}, got {x!r}")
+    _check_compression(cfg, src)
+
+
+def _check_compression(cfg: SweepConfig, src: str) -> None:
     if not _is_number(cfg.kd_temperature) or not 0 < cfg.kd_temperature < float("inf"):
         raise ConfigError(f"{src}: kd_temperature: must be a number > 0, got {cfg.kd_temperature!r}")
     for k in cfg.clusterings:
@@ -139,9 +143,12 @@ def _check_numbers(cfg: SweepConfig, src: str) -> None:
 def _check_reference(cfg: SweepConfig, src: str) -> None:
     """The audit compares against an uncompressed fp32 artefact: the matrix must contain one."""
     fp32 = [t for t in cfg.targets if TARGETS[t].is_fp32]
-    if 0 not in cfg.sparsities or not fp32 or (cfg.clusterings and 0 not in cfg.clusterings):
-        raise ConfigError(f"{src}: the audit needs an uncompressed reference: sparsities must include 0, clusterings "
-                          "0 (when given) and targets an fp32 target (torch-fp32, onnx-fp32 or tflite-fp32)")
+    if 0 not in cfg.sparsities or not fp32:
+        raise ConfigError(f"{src}: the audit needs an uncompressed reference: sparsities must include 0 and targets "
+                          "an fp32 target (torch-fp32, onnx-fp32 or tflite-fp32)")
+    if cfg.clusterings and 0 not in cfg.clusterings:
+        raise ConfigError(f"{src}: the audit needs an uncompressed reference: clusterings must include 0 "
+                          f"(no clustering), e.g. [0, {max(cfg.clusterings)}]")
 
 
 def validate(cfg: SweepConfig, src: str = "sweep config") -> SweepConfig:

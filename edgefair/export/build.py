@@ -84,7 +84,8 @@ def _sparsity(ctx: BuildContext, level: Level, target: str, model_path: Path) ->
         notes.append(f"structured: {level.sparsity:g} of the weights requested; {level.info.channel_ratio:g} of each "
                      f"layer's channels removed (found by bisection), {level.info.weight_share:.4f} of the dense "
                      f"model's {dense} kernel weights removed or zero")
-        detail.update(channel_ratio=level.info.channel_ratio, weight_share=level.info.weight_share)
+        detail.update(channel_ratio=level.info.channel_ratio, layer_ratio=level.info.layer_ratio,
+                      weight_share=level.info.weight_share)
     elif level.info.method == "unstructured":
         detail.update(scope=level.info.scope, weight_share=level.info.weight_share)
     return Sparsity(float(level.sparsity), round(measured, 6), level.info.method, detail), notes

@@ -57,8 +57,10 @@ class SharedWeights(nn.Module):
         self.register_buffer("mask", mask)
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        shared = self.centroids[self.assign]
-        return torch.where(self.mask, shared, torch.zeros((), dtype=shared.dtype))
+        assign: torch.Tensor = self.assign  # type: ignore[assignment]
+        mask: torch.Tensor = self.mask  # type: ignore[assignment]
+        shared = self.centroids[assign]
+        return torch.where(mask, shared, torch.zeros((), dtype=shared.dtype))
 
 
 def linear_init(values: np.ndarray, k: int) -> np.ndarray:
@@ -113,7 +115,7 @@ def bake(model: nn.Module) -> int:
     for m in model.modules():
         if isinstance(m, PRUNABLE) and parametrize.is_parametrized(m, "weight"):
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
-            w = m.weight.detach()  # type: ignore[operator]
+            w = m.weight.detach()
             worst = max(worst, int(torch.unique(w[w != 0]).numel()))
     return worst
 
@@ -190,9 +192,9 @@ def fold_batchnorm(model: nn.Module) -> int:
     pairs = _conv_bn_pairs(model)
     for conv_name, bn_name in pairs:
         conv, bn = modules[conv_name], modules[bn_name]
-        w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,  # type: ignore
-                                    bn.weight, bn.bias)  # type: ignore[arg-type]
-        conv.weight, conv.bias = w, b  # type: ignore[assignment]
+        w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                    bn.weight, bn.bias)
+        conv.weight, conv.bias = w, b
         _set_module(model, bn_name, nn.Identity())
     return len(pairs)
 

@@ -59,6 +59,7 @@ class PruneInfo:
     history: list[dict[str, Any]] = field(default_factory=list)
     scope: str | None = None            # unstructured: global | layer
     channel_ratio: float | None = None  # structured: the channel ratio that removes ``requested`` of the weights
+    layer_ratio: dict[str, float] | None = None  # structured: the one layer given its own ratio, if any
     weight_share: float | None = None   # share of the Conv/Linear kernel weights removed or zero
     mitigation: dict[str, Any] | None = None  # {"method": "kd", "alpha", "temperature"} when distilled
     clustering: dict[str, Any] | None = None  # ClusterInfo.to_dict() when clustered
@@ -67,7 +68,8 @@ class PruneInfo:
         return {"method": self.method, "requested": self.requested, "finetune_epochs": self.finetune_epochs,
                 "tool": self.tool, "schedule": self.schedule, "torch_zero_fraction": self.torch_zero_fraction,
                 "params_before": self.params_before, "params_after": self.params_after, "scope": self.scope,
-                "channel_ratio": self.channel_ratio, "weight_share": self.weight_share,
+                "channel_ratio": self.channel_ratio, "layer_ratio": self.layer_ratio,
+                "weight_share": self.weight_share,
                 "mitigation": self.mitigation, "clustering": self.clustering}
 
 
@@ -215,18 +217,25 @@ def prune_unstructured(model: nn.Module, sparsity: float, train: tuple[np.ndarra
     return model, info
 
 
-def _channel_prune(model: nn.Module, ratio: float, example: torch.Tensor) -> nn.Module:
-    """A copy of ``model`` with ``ratio`` of every layer's output channels removed (classifier kept)."""
+def _classifiers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    out_features = model(example).shape[-1]
+    return [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == out_features]
+
+
+def _channel_prune(model: nn.Module, ratio: float, example: torch.Tensor,
+                   layer_ratio: tuple[str, float] | None = None) -> nn.Module:
+    """A copy of ``model`` with ``ratio`` of every layer's output channels removed (classifier kept);
+    ``layer_ratio`` (name, ratio): another ratio for that one layer."""
     import torch_pruning as tp
 
     model = copy.deepcopy(model).eval()
-    if ratio <= 0:
+    if ratio <= 0 and layer_ratio is None:
         return model
-    out_features = model(example).shape[-1]
-    ignored = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == out_features]
+    per_layer = {model.get_submodule(layer_ratio[0]): layer_ratio[1]} if layer_ratio else None
     try:
         pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.MagnitudeImportance(p=1),
-                                      pruning_ratio=ratio, ignored_layers=ignored, global_pruning=False)
+                                      pruning_ratio=ratio, pruning_ratio_dict=per_layer,
+                                      ignored_layers=_classifiers(model, example), global_pruning=False)
         pruner.step()
     except Exception as e:  # torch-pruning raises many types on graphs it cannot trace
         first = str(e).splitlines()[0] if str(e) else ""
@@ -236,31 +245,67 @@ def _channel_prune(model: nn.Module, ratio: float, example: torch.Tensor) -> nn.
 
 def removed_share(model: nn.Module, dense_weights: int) -> float:
     """Share of the dense model's Conv/Linear kernel weights that are gone (removed channels) or zero."""
-    kept = sum(int((m.weight != 0).sum()) for _, m in prunable_weights(model))  # type: ignore[operator,misc]
+    kept = sum(int(torch.count_nonzero(m.weight)) for _, m in prunable_weights(model))  # type: ignore[arg-type,misc]
     return 1.0 - kept / dense_weights if dense_weights else 0.0
 
 
-def channel_ratio_for(model: nn.Module, share: float, example: torch.Tensor, *, tol: float = 0.005,
-                      steps: int = 24) -> tuple[float, float, nn.Module]:
-    """(channel ratio, achieved weight share, pruned copy): bisection for the ratio removing ``share`` of weights.
+@dataclass
+class RatioSearch:
+    """The channel ratio found for a requested share of weights removed."""
 
-    The removed share grows with the ratio (in steps: channel counts are integers); the
-    closest ratio found is returned, within ``tol`` when the channel counts allow it.
-    """
-    dense = dense_weight_count(model)
-    lo, hi = 0.0, 0.999
-    best: tuple[float, float, nn.Module] | None = None
+    ratio: float
+    share: float
+    model: nn.Module
+    layer: str | None = None          # one layer given its own ratio to close the last channel step
+    layer_ratio: float | None = None
+
+
+def _bisect(target: float, lo: float, hi: float, trial, tol: float, steps: int) -> tuple[RatioSearch, float]:
+    """Bisection of ``trial(x) -> RatioSearch`` (share grows with x); (closest, largest x below target)."""
+    best: RatioSearch | None = None
+    below = lo
     for _ in range(steps):
         mid = (lo + hi) / 2
-        pruned = _channel_prune(model, mid, example)
-        got = removed_share(pruned, dense)
-        if best is None or abs(got - share) < abs(best[1] - share):
-            best = (mid, got, pruned)
-        if abs(got - share) <= tol:
+        r = trial(mid)
+        if best is None or abs(r.share - target) < abs(best.share - target):
+            best = r
+        if abs(r.share - target) <= tol:
             break
-        lo, hi = (mid, hi) if got < share else (lo, mid)
+        if r.share < target:
+            lo = below = mid
+        else:
+            hi = mid
     assert best is not None
-    return best
+    return best, below
+
+
+def channel_ratio_for(model: nn.Module, share: float, example: torch.Tensor, *, tol: float = 0.005,
+                      steps: int = 12) -> RatioSearch:
+    """Bisection for the channel ratio whose pruned copy has ``share`` of the weights removed.
+
+    The removed share grows with the ratio in steps (channel counts are integers); when one
+    ratio for all layers cannot come within ``tol``, the layer with the most weights gets its
+    own ratio (a second bisection) to close the gap.
+    """
+    dense = dense_weight_count(model)
+
+    def uniform(x: float) -> RatioSearch:
+        pruned = _channel_prune(model, x, example)
+        return RatioSearch(x, removed_share(pruned, dense), pruned)
+
+    best, below = _bisect(share, 0.0, 0.999, uniform, tol, steps)
+    if abs(best.share - share) <= tol:
+        return best
+    fixed = set(map(id, _classifiers(model, example)))
+    name = max(((n, m) for n, m in prunable_weights(model) if id(m) not in fixed),
+               key=lambda nm: nm[1].weight.numel())[0]  # type: ignore[operator]
+
+    def one_layer(x: float) -> RatioSearch:
+        pruned = _channel_prune(model, below, example, (name, x))
+        return RatioSearch(below, removed_share(pruned, dense), pruned, name, x)
+
+    refined, _ = _bisect(share, below, 0.999, one_layer, tol, steps)
+    return refined if abs(refined.share - share) < abs(best.share - share) else best
 
 
 def prune_structured(model: nn.Module, sparsity: float, train: tuple[np.ndarray, np.ndarray], *,
@@ -268,7 +313,8 @@ def prune_structured(model: nn.Module, sparsity: float, train: tuple[np.ndarray,
                      distill: Distill | None = None) -> tuple[nn.Module, PruneInfo]:
     """Remove channels (torch-pruning) until ``sparsity`` of the Conv/Linear weights are gone; fine-tune."""
     before = param_count(model)[0]
-    ratio, share, model = channel_ratio_for(model, sparsity, example)
+    found = channel_ratio_for(model, sparsity, example)
+    model = found.model
     history: dict = {}
     if epochs > 0:
         history = finetune(model, train, epochs, seed=seed, progress=progress, distill=distill)
@@ -279,8 +325,10 @@ def prune_structured(model: nn.Module, sparsity: float, train: tuple[np.ndarray,
                      schedule="one-shot channel removal, then fine-tune" if epochs else "one-shot (no fine-tune)",
                      torch_zero_fraction=weight_zero_fraction(model),
                      params_before=before, params_after=param_count(model)[0],
-                     history=history.get("epochs", []) if history else [], channel_ratio=round(ratio, 6),
-                     weight_share=round(share, 6),
+                     history=history.get("epochs", []) if history else [], channel_ratio=round(found.ratio, 6),
+                     weight_share=round(found.share, 6),
+                     layer_ratio={found.layer: round(found.layer_ratio, 6)} if found.layer and found.layer_ratio
+                     is not None else None,
                      mitigation=distill.to_dict() if distill is not None and epochs > 0 else None)
     return model, info
 

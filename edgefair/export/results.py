@@ -38,7 +38,7 @@ class TargetResult:
             "gzip_bytes": m.file.gzip_bytes if m else None, "zip_bytes": m.file.zip_bytes if m else None,
             "measured_sparsity": m.sparsity.measured if m else None, "params": m.params.total if m else None,
             **{k: par.get(k) for k in ("agreement", "max_abs_logit_diff", "val_accuracy", "reference_val_accuracy",
-                                       "passed")}}
+                                       "passed", "gate_kind")}, "gate_reason": par.get("reason")}
         if full:
             d["manifest"] = m.to_dict() if m else None
         return d

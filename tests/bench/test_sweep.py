@@ -48,6 +48,8 @@ def test_print_config_round_trips(bench, tmp_path):
     ("sparsities = 0.5", "the audit needs an uncompressed reference: sparsities must include 0 and targets an "
                          "fp32 target (torch-fp32, onnx-fp32 or tflite-fp32)"),
     ('dataset = "synthfer:n=abc"', "dataset: dataset 'synthfer:n=abc': option n must be an integer, got 'abc'"),
+    ("clusterings = [0, 1]", "clusterings: 1 is not allowed; each must be 0 (no clustering) or an integer K >= 2"),
+    ("kd_alpha = 2", "kd_alpha: must be a number in [0, 1], got 2.0"),
 ])
 def test_invalid_config_names_key_and_allowed_values(tmp_path, bench, text, message):
     cfg = tmp_path / "sweep.toml"
@@ -64,6 +66,8 @@ def test_defaults_match_the_issue():
     cfg = SweepConfig()
     assert cfg.dataset == "synthfer" and cfg.archs == ["cnn"] and len(cfg.targets) == 9
     assert cfg.sparsities == [0.0, 0.5, 0.75, 0.9] and cfg.devices == ["local"]
+    assert cfg.finetune_epochs == 2 and cfg.clusterings == [] and cfg.mitigation == "none"
+    assert (cfg.kd_alpha, cfg.kd_temperature, cfg.prune_scope) == (0.9, 4.0, "global")
 
 
 def _sweep_cmd(cfg: Path, out: Path) -> list[str]:

@@ -89,6 +89,23 @@ def test_clustered_finetune_keeps_zeros_and_k_values():
         assert not hasattr(m, "parametrizations")
 
 
+def test_cluster_keeper_holds_clusters_through_qat_steps():
+    model = _tiny()
+    clustering.cluster_model(model, 4)
+    clustering.bake(model)
+    with torch.no_grad():
+        model[0].weight.view(-1)[:5] = 0
+    keep = clustering.cluster_keeper(model, 4)
+    zeros = model[0].weight == 0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)  # what an optimiser step does
+    keep()
+    for m in (model[0], model[5]):
+        assert _distinct_nonzero(m.weight.detach()) <= 4
+    assert bool((model[0].weight[zeros] == 0).all())
+
+
 def test_kd_finetune_uses_the_teacher():
     data = _data()
     teacher = _tiny(seed=3).eval()

@@ -83,9 +83,13 @@ def test_fp32_artefacts_agree_with_pytorch(matrix):
         assert 0 <= p["val_accuracy"] <= 1 and 0 <= p["reference_val_accuracy"] <= 1
         if m["precision"] == "fp32":
             assert p["agreement"] >= 0.995 and p["gate"] == 0.995 and p["passed"], name
-            assert p["max_abs_logit_diff"] < 1e-3, name
-        else:
-            assert p["gate"] is None
+            assert p["gate_kind"] == "agreement" and p["max_abs_logit_diff"] < 1e-3, name
+        else:  # fp16/int8: accuracy >= 99 % of the reference's, or null where that gate says nothing
+            assert p["gate"] == 0.99 and p["gate_kind"] == "accuracy", name
+            if p["passed"] is None:
+                assert "no accuracy gate" in p["reason"] and p["reference_val_accuracy"] <= 1 / 7, name
+            else:
+                assert p["passed"] == (p["val_accuracy"] >= 0.99 * p["reference_val_accuracy"]), name
         if m["precision"] == "fp16":
             assert p["max_abs_logit_diff"] < 0.05, name
 
@@ -157,10 +161,12 @@ def test_structured_pruning_really_shrinks(matrix, export_run, tmp_path):
     m = json.loads((tmp_path / "onnx-fp32-s0.5" / "manifest.json").read_text())
     dense = json.loads((out / "onnx-fp32-s0" / "manifest.json").read_text())
     assert m["sparsity"]["method"] == "structured"
-    assert m["params"]["total"] < 0.5 * dense["params"]["total"]
-    assert m["file"]["size_bytes"] < 0.5 * dense["file"]["size_bytes"]
+    assert m["params"]["total"] < 0.6 * dense["params"]["total"]
+    assert m["file"]["size_bytes"] < 0.6 * dense["file"]["size_bytes"]
     assert m["sparsity"]["weights"]["total"] < dense["sparsity"]["weights"]["total"]
-    assert m["sparsity"]["measured"] >= 0.5  # removed weights count as sparsity relative to the dense model
+    # the level is the share of weights removed (the channel ratio that gives it is recorded beside it)
+    assert abs(m["sparsity"]["measured"] - 0.5) <= 0.01 and abs(m["sparsity"]["weight_share"] - 0.5) <= 0.01
+    assert 0.2 < m["sparsity"]["channel_ratio"] < 0.45
     assert m["parity"]["agreement"] >= 0.995
 
 
