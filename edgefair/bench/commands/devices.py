@@ -48,12 +48,17 @@ def devices_cmd(ctx: click.Context, as_json: bool) -> None:
 
 
 def flatten(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested dicts as ``a.b: value`` lines; None shown as '—', lists joined."""
+    """Nested dicts as ``a.b: value`` lines (lists of dicts as ``a[0].b``); None shown as '—', plain lists joined."""
     if isinstance(doc, dict):
+        if not doc:
+            return [(prefix, "—")]
         return [row for k, v in doc.items() for row in flatten(v, f"{prefix}.{k}" if prefix else str(k))]
     if isinstance(doc, (list, tuple)):
-        text = ", ".join(str(x) for x in doc) if doc else "—"
-        return [(prefix, text)]
+        if doc and any(isinstance(x, (dict, list, tuple)) for x in doc):
+            return [row for i, x in enumerate(doc) for row in flatten(x, f"{prefix}[{i}]")]
+        return [(prefix, ", ".join("—" if x is None else str(x) for x in doc) if doc else "—")]
+    if isinstance(doc, bool):
+        return [(prefix, "yes" if doc else "no")]
     return [(prefix, "—" if doc is None else str(doc))]
 
 
