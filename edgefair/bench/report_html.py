@@ -83,6 +83,17 @@ a.row { color: inherit; }
   body { padding: 12px 10px 40px; font-size: 13px; }
   table.results { font-size: 11.5px; }
   .envgrid { grid-template-columns: 1fr; }
+  /* the results table as one card per run: label and value side by side */
+  #results thead { display: none; }
+  #results, #results tbody, #results tr.grouphead, #results tr.grouphead th { display: block; width: 100%; }
+  #results tr.run { display: grid; grid-template-columns: 1fr 1fr; gap: 0 10px; padding: 6px 4px;
+                    border-bottom: 1px solid var(--line); }
+  #results tr.run td { display: block; border: 0; padding: 2px 0; text-align: left; white-space: normal; }
+  #results tr.run td::before { content: attr(data-label); display: block; color: var(--muted); font-size: 10.5px; }
+  #results tr.run td.name, #results tr.run td.error { grid-column: 1 / -1; }
+  #results tr.run[hidden], #results tbody[hidden] { display: none; }
+  .tablewrap.main { overflow-x: visible; border: 0; }
+  .recs li, .note { word-break: break-word; }
 }
 """
 
@@ -205,6 +216,9 @@ def _html_row(r: ReportRow, ctx: ReportContext) -> str:
               f'<td class="num" data-v="{_num(r.gzip_bytes)}">{_e(_size(r.gzip_bytes))}</td>',
               f'<td class="num" data-v="{_num(r.sparsity_measured)}">{_e(_sparsity(r))}</td>']
     cells += _measured_cells(r)
+    cols = COLUMNS[:2] + (["settings"] if ctx.many_settings else []) + COLUMNS[2:]
+    labels = cols if r.ok else cols[:len(cells) - 2] + ["result", "verdict"]
+    cells = [c.replace("<td", f'<td data-label="{_e(label)}"', 1) for c, label in zip(cells, labels, strict=True)]
     return f'<tr class="run" data-verdict="{_e(r.verdict_label)}">' + "".join(cells) + "</tr>"
 
 
@@ -241,7 +255,7 @@ def _results_table(ctx: ReportContext) -> str:
     return (f'<div class="tools"><input type="search" id="filter" placeholder="filter: name, device, verdict…" '
             f'aria-label="filter the table"><label><input type="checkbox" id="only-pass"> only verdict pass</label>'
             f'<span id="shown" class="rule"></span><span class="rule">Click a column to sort (within each target '
-            f'group).</span></div><div class="tablewrap"><table class="results" id="results"><thead><tr>{head}'
+            f'group).</span></div><div class="tablewrap main"><table class="results" id="results"><thead><tr>{head}'
             f"</tr></thead>\n" + "\n".join(bodies) + "\n</table></div>")
 
 
@@ -274,7 +288,8 @@ def _html(ctx: ReportContext) -> str:
         for d, rs in ctx.devices.items())
     groups = "".join(_figure(p) for p in ctx.groups) or "<p>No audits stored.</p>"
     note = "".join(f"<p>{_e(t)}</p>" for t in report_artifacts.sparsity_note(ctx.rows))
-    sections = report_artifacts.html(ctx.rows, {d: r.artifact for d, r in ctx.recs.items()}, _e)
+    in_table_order = [r for rs in grouped(ctx.rows).values() for r in rs]
+    sections = report_artifacts.html(in_table_order, {d: r.artifact for d, r in ctx.recs.items()}, _e)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -370,18 +370,3 @@ def test_group_order_is_declared_or_by_size():
     assert group_order({"50+": 3, "18-29": 9, "30-49": 5, "unknown": 40}) == ["18-29", "30-49", "50+", "unknown"]
     assert group_order({"b": 1, "a": 5, "c": 5}) == ["a", "c", "b"]
 
-
-def test_terminal_tables_escape_names():
-    from types import SimpleNamespace
-
-    from edgefair.bench.console import err
-    from edgefair.bench.tables import print_run_table
-
-    row = SimpleNamespace(name="evil\nname[bold red]x[/]\x1b[31m", size_bytes=1000, p50_ms=1.0, p90_ms=1.2,
-                          peak_rss_mb=20.0, status="ok", valid=True, invalid_reasons=[], error=None, accuracy=None)
-    with err.capture() as cap:
-        print_run_table([row], device="local", with_accuracy=False)
-    out = cap.get()
-    line = [ln for ln in out.splitlines() if "evil" in ln]
-    assert len(line) == 1 and "name[bold red]x[/]?[31m" in line[0], out
-    assert "\x1b" not in out

@@ -56,9 +56,14 @@ def flatten(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(doc, (list, tuple)):
         if doc and any(isinstance(x, (dict, list, tuple)) for x in doc):
             return [row for i, x in enumerate(doc) for row in flatten(x, f"{prefix}[{i}]")]
-        return [(prefix, ", ".join("—" if x is None else str(x) for x in doc) if doc else "—")]
+        return [(prefix, ", ".join("—" if x is None else f"{x:.2f}" if isinstance(x, float) else str(x) for x in doc)
+                 if doc else "—")]
     if isinstance(doc, bool):
         return [(prefix, "yes" if doc else "no")]
+    if isinstance(doc, (int, float)) and prefix.endswith("_khz"):
+        return [(prefix.removesuffix("_khz") + " (MHz)", f"{doc / 1000:.0f}")]
+    if isinstance(doc, float):
+        return [(prefix, f"{doc:.2f}")]
     return [(prefix, "—" if doc is None else str(doc))]
 
 
@@ -79,10 +84,17 @@ def devices_probe_cmd(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    rows = flatten(info.get("env", info)) + flatten(info.get("runtimes") or {}, "runtime")
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        err.print(f"{key:>{width}}: {value}", markup=False)
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgefair.bench.tables import cell
+
+    table = Table(title=f"device {escape(name)}: fingerprint and runtimes", show_header=False)
+    table.add_column("field", style="bold", justify="right")
+    table.add_column("value")
+    for key, value in flatten(info.get("env", info)) + flatten(info.get("runtimes") or {}, "runtime"):
+        table.add_row(cell(key), cell(value))
+    err.print(table)
 
 
 @devices_cmd.command("setup")
