@@ -55,11 +55,13 @@ class SparsityFinding:
         return self.levels[0][1] / self.levels[-1][1]
 
 
-def sparsity_findings(rows: Sequence[ReportRow]) -> list[SparsityFinding]:
-    """Per real device, target and pruning method: the valid p50 at each measured sparsity level (>= 2 levels)."""
+def sparsity_findings(rows: Sequence[ReportRow], *, valid_only: bool = True) -> list[SparsityFinding]:
+    """Per real device, target and pruning method: the p50 at each measured sparsity level (>= 2 levels),
+    from valid runs only unless ``valid_only`` is False."""
     series: dict[tuple[str, str, str], dict[float, float]] = {}
     for r in rows:
-        if not (r.ok and r.valid and not r.emulated and r.p50_s is not None and r.sparsity_measured is not None):
+        if not (r.ok and (r.valid or not valid_only) and not r.emulated and r.p50_s is not None
+                and r.sparsity_measured is not None):
             continue
         level = r.sparsity_requested if r.sparsity_requested is not None else r.sparsity_measured
         for method in ([r.sparsity_method] if level > 0 else ["unstructured", "structured"]):
@@ -76,11 +78,14 @@ def _range(levels: list[tuple[float, float]]) -> str:
 
 def sparsity_note(rows: Sequence[ReportRow]) -> list[str]:
     """Sentences, computed from the rows, on what sparsity does and does not buy here."""
-    found = sparsity_findings(rows)
+    found, out = sparsity_findings(rows), []
     if not found:
-        return ["No target was measured at more than one sparsity level on a real device with valid runs, so the "
-                "report cannot say what sparsity buys here."]
-    out = []
+        found = sparsity_findings(rows, valid_only=False)
+        if not found:
+            return ["No target was measured at more than one sparsity level on a real device, so the report "
+                    "cannot say what sparsity buys here."]
+        out.append("Indicative only: no target has valid runs at two sparsity levels, so these figures come from "
+                   "runs flagged invalid (see their reasons in the table).")
     for device in dict.fromkeys(f.device for f in found):
         unst = [f for f in found if f.device == device and f.method == "unstructured"]
         struct = [f for f in found if f.device == device and f.method == "structured"]

@@ -33,10 +33,11 @@ def pareto_points(rows: list[ReportRow], rec: Recommendation) -> list[Any]:
             for r in rows if r.ok and r.accuracy is not None]
 
 
-PARETO_CAPTION = ("{device}: accuracy against {what}, {n} artefacts. Only artefacts the rule considers (verdict pass"
-                  "{valid}) are coloured by their largest subgroup gap and enter the front (ring, dashed line); the "
-                  "others are muted grey. Square: the reference; star: the recommendation; triangle: a verdict other "
-                  "than pass{x}. Hover a marker or a label for the full name.")
+PARETO_CAPTION = ("{device}: accuracy against {what}, {n} artefacts. Only artefacts the rule considers (verdict "
+                  "pass and a valid run) are coloured by their largest subgroup gap and enter the front (ring, dashed "
+                  "line); the others are muted grey. Square: the reference; star: the recommendation; triangle: a "
+                  "verdict other than pass; x: invalid run (stop rule, throttling or contention). Hover a marker or "
+                  "a label for the full name.")
 
 
 def _pareto_plots(devices: dict[str, list[ReportRow]], slugs: dict[str, str],
@@ -52,11 +53,8 @@ def _pareto_plots(devices: dict[str, list[ReportRow]], slugs: dict[str, str],
         for kind, what in (("latency", "p50 latency"), ("size", "gzip size")):
             slug = f"pareto-{slugs[device]}-{kind}"
             fig = pareto_panel(device, pts, kind=kind, emulated=emulated, gap_max=gap_max, gid=slug)
-            latency = kind == "latency"
-            cap = PARETO_CAPTION.format(device=device, what=what, n=len(pts),
-                                        valid=" and a valid run" if latency else "",
-                                        x="; x: invalid run (stop rule, throttling or contention)" if latency else "")
-            if emulated and latency:
+            cap = PARETO_CAPTION.format(device=device, what=what, n=len(pts))
+            if emulated and kind == "latency":
                 cap += " Emulated device: latency not comparable."
             plots.append(Plot(slug, f"Pareto front: {device}, {what}", fig.png(), cap, fig.svg(), device))
     return plots

@@ -107,8 +107,8 @@ class _Panel:
         return [self.x(p) for p in sel], [100 * p.accuracy for p in sel]
 
     def eligible(self, p: ParetoPoint) -> bool:
-        """What the recommendation rule considers: verdict pass, and on the latency panel a valid run."""
-        return p.verdict == "pass" and (p.valid or not self.is_latency)
+        """What the recommendation rule considers: verdict pass and a valid run (on either panel)."""
+        return p.verdict == "pass" and p.valid
 
 
 PANELS = {"latency": ("p50_ms", "p50 latency (ms)", True), "size": ("gzip_kib", "gzip size (KiB)", False)}
@@ -152,7 +152,7 @@ def _scatter(ax: Any, panel: _Panel, pts: Sequence[ParetoPoint], optimal: Sequen
                    gid=f"{gid}-pt-{i}")
         titles[f"{gid}-pt-{i}"] = (f"{p.name}: {panel.xlabel.split(' (')[0]} {x:.3g}, accuracy {y:.1f}%, "
                                    f"verdict {p.verdict or 'not audited'}" + ("" if p.valid else ", invalid run"))
-    invalid = [p for p in pts if not p.valid] if panel.is_latency else []
+    invalid = [p for p in pts if not p.valid]
     if invalid:
         ax.scatter(*panel.xy(invalid), s=110, marker="x", c="#555555", linewidths=1.2, zorder=4)
     if optimal:
@@ -255,8 +255,7 @@ def _legend_handles(panel: _Panel) -> list[Any]:
         Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=12, label="Pareto-optimal (pass)"),
         Line2D([], [], marker="*", ls="", mfc="none", mec="#1a7f37", ms=14, label="recommended"),
     ]
-    if panel.is_latency:
-        handles.append(Line2D([], [], marker="x", ls="", c="#555555", label="invalid run (not eligible)"))
+    handles.append(Line2D([], [], marker="x", ls="", c="#555555", label="invalid run (not eligible)"))
     return handles
 
 
@@ -278,7 +277,7 @@ def pareto_panel(device: str, points: Sequence[ParetoPoint], *, kind: str, emula
                  gid: str = "pareto") -> ParetoFigure:
     """Accuracy against p50 latency (``kind='latency'``) or gzip size (``'size'``) for one device.
 
-    Only eligible artefacts (verdict pass; on the latency panel a valid run too) are coloured
+    Only eligible artefacts (verdict pass and a valid run, as the rule demands) are coloured
     by their largest subgroup gap and enter the front (black rings, dashed line); the others are
     muted. The recommended one has a star, the reference a square; labels are placed where they
     cover no marker and no other label; the legend and the colour bar sit outside the data.

@@ -47,8 +47,19 @@ def devices_cmd(ctx: click.Context, as_json: bool) -> None:
     err.print(table)
 
 
+def _scalar(key: str, value: Any) -> tuple[str, str]:
+    """One value as text: None '—', booleans yes/no, kHz as MHz, floats with two decimals."""
+    if value is None:
+        return key, "—"
+    if isinstance(value, bool):
+        return key, "yes" if value else "no"
+    if isinstance(value, (int, float)) and key.endswith("_khz"):
+        return key.removesuffix("_khz") + " (MHz)", f"{value / 1000:.0f}"
+    return key, f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
 def flatten(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested dicts as ``a.b: value`` lines (lists of dicts as ``a[0].b``); None shown as '—', plain lists joined."""
+    """Nested dicts as ``a.b: value`` lines (lists of dicts as ``a[0].b``); plain lists joined."""
     if isinstance(doc, dict):
         if not doc:
             return [(prefix, "—")]
@@ -56,15 +67,8 @@ def flatten(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(doc, (list, tuple)):
         if doc and any(isinstance(x, (dict, list, tuple)) for x in doc):
             return [row for i, x in enumerate(doc) for row in flatten(x, f"{prefix}[{i}]")]
-        return [(prefix, ", ".join("—" if x is None else f"{x:.2f}" if isinstance(x, float) else str(x) for x in doc)
-                 if doc else "—")]
-    if isinstance(doc, bool):
-        return [(prefix, "yes" if doc else "no")]
-    if isinstance(doc, (int, float)) and prefix.endswith("_khz"):
-        return [(prefix.removesuffix("_khz") + " (MHz)", f"{doc / 1000:.0f}")]
-    if isinstance(doc, float):
-        return [(prefix, f"{doc:.2f}")]
-    return [(prefix, "—" if doc is None else str(doc))]
+        return [(prefix, ", ".join(_scalar(prefix, x)[1] for x in doc) if doc else "—")]
+    return [_scalar(prefix, doc)]
 
 
 @devices_cmd.command("probe")

@@ -19,8 +19,12 @@ class _SweepProgress:
     event carries one (training batches, exported artefacts).
     """
 
-    def __init__(self, update: Any) -> None:
-        self.update, self.done = update, 0
+    def __init__(self, update: Any, total: int | None = None) -> None:
+        self._update, self.done, self.total = update, 0, total
+
+    def update(self, done: int, description: str) -> None:
+        """Never full before the sweep returns (the report is the last unit)."""
+        self._update(done if self.total is None else min(done, self.total - 1), description=description)
 
     def __call__(self, kind: str, info: dict) -> None:
         if kind == "stage":
@@ -82,8 +86,8 @@ def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], out: Path, pri
     n_art = len(cfg.targets) * len(cfg.sparsities) * len(cfg.archs)
     total = len(cfg.archs) * 2 + n_art * len(cfg.devices) * 2 + 1
     with progress_bar("sweep", total) as update:
-        outcome = run_sweep(cfg, out=out, on_event=_SweepProgress(update))
-        update(total)
+        outcome = run_sweep(cfg, out=out, on_event=_SweepProgress(update, total))
+        update(total, description=f"sweep done: report in {outcome.report}")
     if as_json:
         emit_json(outcome.to_dict())
     else:
