@@ -160,6 +160,8 @@ SCRIPT = r"""
     });
     count.textContent = shown + " of " + table.querySelectorAll("tr.run").length + " runs shown";
   }
+  var m = /[#&]filter=([^&]*)/.exec(location.hash);  // a link may carry a filter: report.html#filter=int8
+  if (m) box.value = decodeURIComponent(m[1]);
   box.addEventListener("input", filter); pass.addEventListener("change", filter); filter();
 })();
 """

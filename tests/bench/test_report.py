@@ -247,6 +247,12 @@ def test_report_renders_in_headless_chromium(report, mixed_db, tmp_path, width, 
     assert "Artefacts × devices" in dom.stdout and 'id="recommendations"' in dom.stdout
     assert report.recommendation.artifact in dom.stdout.split('id="recommendations"')[1].split("</ul>")[0]
     assert len({tuple(r[:2]) for r in page.rows}) == n_runs
+    if width == 1366:  # the filter script, driven by the page's #filter= hash
+        hit = subprocess.run([*base, "--dump-dom", url + "#filter=tflite-int8%20local"], capture_output=True,
+                             text=True, timeout=180).stdout
+        want = sum(r.name.startswith("tflite-int8") and r.device == "local" for r in load_rows(mixed_db))
+        assert want and f"{want} of {n_runs} runs shown" in hit
+        assert len(re.findall(r'<tr class="run"[^>]*\bhidden', hit)) == n_runs - want, "the others are hidden"
 
     from PIL import Image
 
