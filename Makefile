@@ -23,9 +23,10 @@ system-packages:
 	bash scripts/ci-system-packages.sh
 	bash scripts/ci-report-packages.sh
 
-# The main job on the embedded default: train -> export matrix -> run -> audit -> report.
+# The main job on the embedded default: train -> export matrix -> run -> audit -> report, all under
+# results/ (results/results.db is every command's default database).
 demo: $(STAMP)
-	$(BIN)/bench sweep --out results/demo
+	$(BIN)/bench sweep
 
 # Lint (ruff), types (mypy), then the whole suite.
 lint: $(STAMP)

@@ -14,9 +14,12 @@ import click
 from edgefair.bench.console import CLIError, emit_json, err
 from edgefair.contracts.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EdgefairError
 from edgefair.contracts.jsonio import error_text, one_line
+from edgefair.paths import DEFAULT_REPORT as DEFAULT_REPORT
+from edgefair.paths import default_db
 
-#: The one results database ``run``, ``fairness``, ``report`` and ``gate`` share by default.
-DEFAULT_DB = Path("results/edgefair.db")
+#: The one results database ``run``, ``fairness``, ``report``, ``gate`` and ``sweep`` share by default
+#: (``$EDGEFAIR_DB`` overrides it).
+DEFAULT_DB = default_db()
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print one JSON document on stdout; logs stay on stderr.")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgefair.bench.report_groups import group_order
 from edgefair.fairness import CEV_EXPLAINED, SDE_EXPLAINED, AuditResult, AuditSummary, Metric
 
 Escape = Callable[[Any], str]
@@ -167,7 +168,9 @@ def attribute_tables(result: AuditResult) -> list[tuple[str, str, list[list[str]
         parity = "–" if a.metrics is None else (f"demographic parity {_metric(a.metrics.demographic_parity)} pt; "
                                                 f"equalised odds {_metric(a.metrics.equalized_odds)} pt")
         missing = f"; {a.n_missing} image(s) without a value left out" if a.n_missing else ""
-        out.append((a.name, parity + missing, [_group_row(g) for g in a.groups]))
+        order = {g: i for i, g in enumerate(group_order({g.group: g.n for g in a.groups}))}
+        groups = sorted(a.groups, key=lambda g: order.get(g.group, len(order)))
+        out.append((a.name, parity + missing, [_group_row(g) for g in groups]))
     return out
 
 
@@ -210,13 +213,13 @@ def _html_table(columns: Sequence[str], rows: Sequence[Sequence[str]], e: Escape
            "</tbody></table></div>"
 
 
-def html(entries_: Sequence[FairnessEntry], e: Escape) -> str:
+def html(entries_: Sequence[FairnessEntry], e: Escape, *, details: bool = True) -> str:
     out = ['<h2 id="fairness">Fairness: what compression changed, and how each model stands</h2>']
     if not entries_:
         return out[0] + "<p>No audits stored (run <code>bench fairness</code>).</p>"
     out.append(f'<p class="rule">{e(_legend(entries_))}</p>')
     out.append(_html_table(SUMMARY_COLUMNS, [summary_cells(x) for x in entries_], e, "fairness"))
-    for x in entries_:
+    for x in entries_ if details else ():
         if x.result is None:
             continue
         parts = [f"<details><summary>Per-group metrics: <code>{e(x.name)}</code> ({e(x.summary.verdict)})</summary>"]

@@ -6,7 +6,9 @@ matplotlib's object API with the Agg canvas (no pyplot, no global backend state)
 
 from __future__ import annotations
 
+import html
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,10 @@ class ParetoPoint:
     valid: bool
     recommended: bool = False
 
+    @property
+    def is_reference(self) -> bool:
+        return self.verdict == "reference"
+
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
@@ -55,14 +61,39 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _svg(fig: Any, titles: dict[str, str]) -> str:
+    """The figure as an inline SVG (text kept as text); each ``gid`` in ``titles`` gets a hover <title>."""
+    from matplotlib import rc_context
+
+    buf = io.StringIO()
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "edgefair"}):
+        fig.savefig(buf, format="svg")
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    # inline in HTML the namespaces are implied; the metadata block only names matplotlib's URLs
+    text = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", text, count=2)
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    for gid, title in titles.items():
+        text = text.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{html.escape(title)}</title>', 1)
+    return text
+
+
 def _scale(ax: Any, values: Sequence[float]) -> None:
     if values and min(values) > 0 and max(values) / min(values) > 20:
         ax.set_xscale("log")
 
 
+def short_name(name: str, limit: int = 18) -> str:
+    """``name`` cut in the middle to at most ``limit`` characters (the full name goes on hover)."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return name[:head] + "\u2026" + name[len(name) - (limit - 1 - head):]
+
+
 @dataclass(frozen=True)
 class _Panel:
-    """One panel of the Pareto figure: which value is on x and how it is styled."""
+    """One Pareto figure: which value is on x and how it is styled."""
 
     attr: str
     xlabel: str
@@ -75,21 +106,53 @@ class _Panel:
     def xy(self, sel: Sequence[ParetoPoint]) -> tuple[list[float], list[float]]:
         return [self.x(p) for p in sel], [100 * p.accuracy for p in sel]
 
+    def eligible(self, p: ParetoPoint) -> bool:
+        """What the recommendation rule considers: verdict pass and a valid run (on either panel)."""
+        return p.verdict == "pass" and p.valid
+
+
+PANELS = {"latency": ("p50_ms", "p50 latency (ms)", True), "size": ("gzip_kib", "gzip size (KiB)", False)}
+
 
 def _optimal(panel: _Panel, pts: Sequence[ParetoPoint]) -> list[ParetoPoint]:
-    """Pareto-optimal among the points the panel's front considers (invalid runs leave the latency front)."""
-    eligible = [p for p in pts if p.valid or not panel.is_latency]
+    """Pareto-optimal among the eligible points (the rule's candidates)."""
+    eligible = [p for p in pts if panel.eligible(p)]
     front = pareto_front([(panel.x(p), -p.accuracy) for p in eligible])
     return [p for p, f in zip(eligible, front, strict=True) if f]
 
 
+def pareto_optimal(points: Sequence[ParetoPoint], *, kind: str, emulated: bool = False) -> list[ParetoPoint]:
+    """The points ringed on the ``kind`` ('latency' or 'size') panel: Pareto-optimal among the eligible."""
+    attr, xlabel, is_latency = PANELS[kind]
+    panel = _Panel(attr, xlabel, is_latency, emulated)
+    return _optimal(panel, [p for p in points if getattr(p, attr) is not None])
+
+
+MUTED = (0.80, 0.80, 0.80, 0.55)
+
+
+def _marker_size(p: ParetoPoint, optimal: Sequence[ParetoPoint]) -> float:
+    """The largest marker drawn at ``p`` (scatter size, points²)."""
+    return 480.0 if p.recommended else 260.0 if p in optimal else 110.0
+
+
 def _scatter(ax: Any, panel: _Panel, pts: Sequence[ParetoPoint], optimal: Sequence[ParetoPoint], cmap: Any,
-             norm: Any) -> None:
-    for marker, sel in (("o", [p for p in pts if p.verdict == "pass"]), ("^", [p for p in pts if p.verdict != "pass"])):
-        if sel:
-            colours = [(0.73, 0.73, 0.73, 1.0) if p.gap_pt is None else cmap(norm(p.gap_pt)) for p in sel]
-            ax.scatter(*panel.xy(sel), s=70, marker=marker, c=colours, edgecolors="#333333", linewidths=0.8, zorder=3)
-    invalid = [p for p in pts if not p.valid] if panel.is_latency else []
+             norm: Any, gid: str) -> dict[str, str]:
+    """One marker per point (its own SVG group, titled with the full name and values); returns gid -> title."""
+    titles = {}
+    for i, p in enumerate(pts):
+        x, y = panel.x(p), 100 * p.accuracy
+        marker = "s" if p.is_reference else "o" if p.verdict == "pass" else "^"
+        if not panel.eligible(p) and not p.is_reference:
+            colour, edge = MUTED, "#9a9a9a"
+        else:
+            colour = (0.73, 0.73, 0.73, 1.0) if p.gap_pt is None else cmap(norm(p.gap_pt))
+            edge = "#333333"
+        ax.scatter([x], [y], s=70, marker=marker, c=[colour], edgecolors=edge, linewidths=0.8, zorder=3,
+                   gid=f"{gid}-pt-{i}")
+        titles[f"{gid}-pt-{i}"] = (f"{p.name}: {panel.xlabel.split(' (')[0]} {x:.3g}, accuracy {y:.1f}%, "
+                                   f"verdict {p.verdict or 'not audited'}" + ("" if p.valid else ", invalid run"))
+    invalid = [p for p in pts if not p.valid]
     if invalid:
         ax.scatter(*panel.xy(invalid), s=110, marker="x", c="#555555", linewidths=1.2, zorder=4)
     if optimal:
@@ -98,80 +161,157 @@ def _scatter(ax: Any, panel: _Panel, pts: Sequence[ParetoPoint], optimal: Sequen
     if rec:
         ax.scatter(*panel.xy(rec), s=480, marker="*", facecolors="none", edgecolors="#1a7f37", linewidths=1.3,
                    zorder=4)
+    return titles
 
 
-def _labels(ax: Any, panel: _Panel, pts: Sequence[ParetoPoint], optimal: Sequence[ParetoPoint]) -> None:
-    """Labels of the Pareto-optimal points, alternating above and below to avoid collisions."""
-    xs = [panel.x(p) for p in pts]
-    mid = (min(xs) + max(xs)) / 2 if xs else 0.0
-    for i, p in enumerate(sorted(optimal, key=lambda p: (panel.x(p), -p.accuracy))):
-        right = panel.x(p) > mid  # label to the left of points in the right half
-        ax.annotate(p.name + ("  \u2605 recommended" if p.recommended else ""), (panel.x(p), 100 * p.accuracy),
-                    xytext=(-9 if right else 9, 7 if i % 2 == 0 else -13), textcoords="offset points", fontsize=8,
-                    zorder=5, ha="right" if right else "left", fontweight="bold" if p.recommended else "normal",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
+# Candidate label offsets (points) around a marker, nearest first; (dx, dy, ha, va).
+_DIRECTIONS = ((1, 0, "left", "center"), (-1, 0, "right", "center"), (0, 1, "center", "bottom"),
+               (0, -1, "center", "top"), (1, 1, "left", "bottom"), (-1, 1, "right", "bottom"),
+               (1, -1, "left", "top"), (-1, -1, "right", "top"))
+_DISTANCES = (9.0, 15.0, 24.0, 36.0, 52.0)
+
+
+def _marker_boxes(ax: Any, panel: _Panel, pts: Sequence[ParetoPoint], optimal: Sequence[ParetoPoint]) -> list[Any]:
+    """Display-space boxes of every drawn marker (the largest one at each point)."""
+    from matplotlib.transforms import Bbox
+
+    boxes = []
+    px_per_pt = ax.figure.dpi / 72.0
+    for p in pts:
+        cx, cy = ax.transData.transform((panel.x(p), 100 * p.accuracy))
+        r = 0.5 * (_marker_size(p, optimal) ** 0.5) * px_per_pt
+        boxes.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
+    return boxes
+
+
+def _free(box: Any, taken: Sequence[Any], inside: Any) -> bool:
+    """``box`` lies inside ``inside`` and clear of every box in ``taken`` (2 px apart)."""
+    grown = box.expanded(1.0, 1.0).padded(2.0)
+    return (inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            and not any(grown.overlaps(t) for t in taken))
+
+
+def _place(ax: Any, renderer: Any, xy: tuple[float, float], text: str, taken: list[Any], gid: str,
+           bold: bool) -> Any:
+    """The first candidate position where the label is clear of markers and labels (else the least bad)."""
+    inside = ax.get_window_extent(renderer)
+    best: tuple[float, Any] | None = None
+    for d in _DISTANCES:
+        for dx, dy, ha, va in _DIRECTIONS:
+            ann = ax.annotate(text, xy, xytext=(dx * d, dy * d), textcoords="offset points", fontsize=7.5,
+                              ha=ha, va=va, zorder=5, fontweight="bold" if bold else "normal", gid=gid,
+                              annotation_clip=False)
+            box = ann.get_window_extent(renderer)
+            if _free(box, taken, inside):
+                taken.append(box)
+                if best is not None:
+                    best[1].remove()
+                return ann
+            overlap = sum(max(0.0, min(box.x1, t.x1) - max(box.x0, t.x0)) * max(0.0, min(box.y1, t.y1) -
+                                                                                  max(box.y0, t.y0)) for t in taken)
+            if best is None or overlap < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (overlap, ann)
+            else:
+                ann.remove()
+    assert best is not None
+    taken.append(best[1].get_window_extent(renderer))
+    return best[1]
+
+
+def _label_text(p: ParetoPoint) -> str:
+    name = short_name(p.name)
+    if p.is_reference:
+        return f"reference: {name}"
+    return f"\u2605 {name} (recommended)" if p.recommended else name
+
+
+def _labels(ax: Any, panel: _Panel, pts: Sequence[ParetoPoint], optimal: Sequence[ParetoPoint],
+            gid: str) -> dict[str, str]:
+    """Labels of the recommended, reference and Pareto-optimal points, each where it hits nothing."""
     fx = sorted(zip(*panel.xy(optimal), strict=True))
     if len(fx) > 1:
         ax.step([v[0] for v in fx], [v[1] for v in fx], where="post", ls="--", lw=0.9, c="#666666", zorder=2)
+    renderer = ax.figure.canvas.get_renderer()
+    taken = _marker_boxes(ax, panel, pts, optimal)
+    chosen = [p for p in pts if p.recommended] + [p for p in pts if p.is_reference]
+    chosen += [p for p in sorted(optimal, key=lambda p: (panel.x(p), -p.accuracy)) if p not in chosen]
+    titles = {}
+    for i, p in enumerate(chosen):
+        lid = f"{gid}-lbl-{i}"
+        _place(ax, renderer, (panel.x(p), 100 * p.accuracy), _label_text(p), taken, lid, p.recommended)
+        titles[lid] = p.name
+    return titles
 
 
-def _draw_panel(ax: Any, panel: _Panel, points: Sequence[ParetoPoint], cmap: Any, norm: Any) -> None:
-    pts = [p for p in points if getattr(p, panel.attr) is not None]
-    optimal = _optimal(panel, pts)
-    _scatter(ax, panel, pts, optimal, cmap, norm)
-    _labels(ax, panel, pts, optimal)
-    _scale(ax, [panel.x(p) for p in pts])
-    emulated = panel.is_latency and panel.emulated
-    ax.set_xlabel(panel.xlabel + ("  (emulated: latency not comparable)" if emulated else ""))
-    ax.grid(alpha=0.3)
-    ax.margins(x=0.12, y=0.08)
-    if emulated:
-        ax.set_facecolor("#f3f3f3")
-
-
-def _legend_handles() -> list[Any]:
+def _legend_handles(panel: _Panel) -> list[Any]:
     from matplotlib.lines import Line2D
 
-    return [
-        Line2D([], [], marker="o", ls="", mfc="white", mec="#333333", label="verdict pass"),
-        Line2D([], [], marker="^", ls="", mfc="white", mec="#333333", label="other verdict"),
-        Line2D([], [], marker="o", ls="", mfc="#bbbbbb", mec="#333333", label="not audited"),
-        Line2D([], [], marker="x", ls="", c="#555555", label="invalid run"),
-        Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=12, label="Pareto-optimal"),
+    handles = [
+        Line2D([], [], marker="o", ls="", mfc="white", mec="#333333", label="verdict pass (colour: gap)"),
+        Line2D([], [], marker="^", ls="", mfc=MUTED, mec="#9a9a9a", label="other verdict (muted)"),
+        Line2D([], [], marker="s", ls="", mfc="white", mec="#333333", label="reference"),
+        Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=12, label="Pareto-optimal (pass)"),
         Line2D([], [], marker="*", ls="", mfc="none", mec="#1a7f37", ms=14, label="recommended"),
     ]
+    handles.append(Line2D([], [], marker="x", ls="", c="#555555", label="invalid run (not eligible)"))
+    return handles
 
 
-def pareto_figure(device: str, points: Sequence[ParetoPoint], *, emulated: bool, gap_max: float) -> bytes:
-    """Two panels for one device: p50 latency vs accuracy and gzip size vs accuracy.
+@dataclass
+class ParetoFigure:
+    """One rendered Pareto panel: the figure (labels placed), and the hover titles of its SVG groups."""
 
-    Colour = largest subgroup gap (colorbar); circle = verdict pass, triangle = any other
-    verdict, grey = not audited; an 'x' marks an invalid run (stop rule, throttling, contention), left out of the
-    latency front. Pareto-optimal artefacts (faster/smaller and more accurate than any
-    other) get a black ring, a dashed front line and a label; the recommended one a star.
+    figure: Any
+    titles: dict[str, str]
+
+    def png(self) -> bytes:
+        return _png(self.figure)
+
+    def svg(self) -> str:
+        return _svg(self.figure, self.titles)
+
+
+def pareto_panel(device: str, points: Sequence[ParetoPoint], *, kind: str, emulated: bool, gap_max: float,
+                 gid: str = "pareto") -> ParetoFigure:
+    """Accuracy against p50 latency (``kind='latency'``) or gzip size (``'size'``) for one device.
+
+    Only eligible artefacts (verdict pass and a valid run, as the rule demands) are coloured
+    by their largest subgroup gap and enter the front (black rings, dashed line); the others are
+    muted. The recommended one has a star, the reference a square; labels are placed where they
+    cover no marker and no other label; the legend and the colour bar sit outside the data.
     """
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12.0, 4.8))
+    attr, xlabel, is_latency = PANELS[kind]
+    panel = _Panel(attr, xlabel, is_latency, emulated)
+    fig = Figure(figsize=(6.4, 5.0), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.055, right=0.905, bottom=0.115, top=0.9, wspace=0.05)
-    axes = fig.subplots(1, 2, sharey=True)
-    cmap = colormaps[GAP_CMAP]
-    norm = Normalize(vmin=0.0, vmax=max(gap_max, 1.0))
-    panels = (_Panel("p50_ms", "p50 latency (ms)", True, emulated), _Panel("gzip_kib", "gzip size (KiB)", False,
-                                                                          emulated))
-    for ax, panel in zip(axes, panels, strict=True):
-        _draw_panel(ax, panel, points, cmap, norm)
-    axes[0].set_ylabel("accuracy (%)")
-    fig.suptitle(f"{device}: accuracy against p50 latency and gzip size (up and left is better; "
-                 "ring: Pareto-optimal)", fontsize=10)
-    cax = fig.add_axes((0.925, 0.115, 0.013, 0.785))
-    fig.colorbar(_mappable(cmap, norm), cax=cax, label="largest subgroup gap (accuracy points)")
-    axes[1].legend(handles=_legend_handles(), fontsize=7, loc="lower right", framealpha=0.85)
-    return _png(fig)
+    ax = fig.add_subplot()
+    cmap, norm = colormaps[GAP_CMAP], Normalize(vmin=0.0, vmax=max(gap_max, 1.0))
+    pts = [p for p in points if getattr(p, attr) is not None]
+    optimal = _optimal(panel, pts)
+    titles = _scatter(ax, panel, pts, optimal, cmap, norm, gid)
+    _scale(ax, [panel.x(p) for p in pts])
+    lat_emulated = is_latency and emulated
+    ax.set_xlabel(xlabel + ("  (emulated: not comparable)" if lat_emulated else ""))
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.18, y=0.14)
+    if lat_emulated:
+        ax.set_facecolor("#f3f3f3")
+    ax.set_title(f"{device}: accuracy vs {xlabel.split(' (')[0]} (up-left is better)", fontsize=9.5)
+    fig.colorbar(_mappable(cmap, norm), ax=ax, label="largest subgroup gap (points)", fraction=0.04, pad=0.02)
+    ax.legend(handles=_legend_handles(panel), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+              ncol=2, frameon=False)
+    fig.canvas.draw()  # the constrained layout settles the axes before labels are placed in display space
+    fig.set_layout_engine("none")
+    titles.update(_labels(ax, panel, pts, optimal, gid))
+    return ParetoFigure(fig, titles)
 
 
 def _mappable(cmap: Any, norm: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,17 @@ VERDICT_COLOURS = {"reference": "cyan", "pass": "green", "gap-widened": "red", "
                    "insufficient-evidence": "yellow"}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def plain(text: object) -> str:
+    """Untrusted text on one line: control characters (newlines, ESC, ...) shown as '?', runs of spaces as one."""
+    return " ".join(_CONTROL.sub(lambda m: " " if m.group() in "\t\n\r" else "?", str(text)).split())
+
+
 def cell(text: object) -> str:
-    """A table cell from untrusted text: markup escaped, newlines flattened."""
-    return escape(" ".join(str(text).split()))
+    """A table cell from untrusted text: one line (``plain``), rich markup escaped."""
+    return escape(plain(text))
 
 
 def print_train_summary(result: dict[str, Any]) -> None:

@@ -213,19 +213,20 @@ class TFLitePool:
     def _read(self) -> None:
         import json
 
-        for line in self._results:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            with self._lock:
-                fut = self._futures.pop(msg.get("id"), None)
-            if fut is None:
-                continue
-            if msg.get("ok"):
-                fut.set_result(msg["result"])
-            else:
-                fut.set_exception(ConverterError(msg.get("error") or "unknown error"))
+        with self._results:  # closed at EOF (the worker exited): no ResourceWarning for the pipe
+            for line in self._results:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                with self._lock:
+                    fut = self._futures.pop(msg.get("id"), None)
+                if fut is None:
+                    continue
+                if msg.get("ok"):
+                    fut.set_result(msg["result"])
+                else:
+                    fut.set_exception(ConverterError(msg.get("error") or "unknown error"))
         code = self._proc.wait()
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
         with self._lock:

@@ -73,7 +73,7 @@ def train_run(req: TrainRequest, *, progress: Callable[[str, float, float], None
     cfg.epochs, cfg.seed = req.epochs, req.seed
     t0 = time.perf_counter()
     history = fit(model, (xtr, ytr), (xva, yva), cfg, teacher=teacher,
-                  progress=lambda e, n, rec: say("train", e, n))
+                  batch_progress=lambda d, t: say("train", d, t))
     train_s = time.perf_counter() - t0
     logits = predict_logits(model, xte)
     pred = logits.argmax(1)

@@ -75,10 +75,12 @@ def fit(
     progress: ProgressFn | None = None,
     keep_best: bool = True,
     after_step: Callable[[], None] | None = None,
+    batch_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Train ``model`` in place; with ``val`` and ``keep_best`` restore the best-validation weights.
 
-    ``after_step`` runs after every optimiser step (pruning masks, sparsifier updates).
+    ``after_step`` runs after every optimiser step (pruning masks, sparsifier updates);
+    ``batch_progress(step, steps)`` after every batch (steps: all epochs' batches).
     Returns the history: per-epoch loss, validation accuracy, and the best epoch.
     Selection uses the validation split only, never the test split.
     """
@@ -96,6 +98,7 @@ def fit(
     history: dict = {"epochs": [], "best_epoch": -1, "best_val_accuracy": None}
     best_state = None
     best_acc = -1.0
+    step = 0
     for epoch in range(cfg.epochs):
         model.train()
         t0 = time.perf_counter()
@@ -120,6 +123,9 @@ def fit(
             if after_step is not None:
                 after_step()
             total += float(loss.detach()) * len(idx)
+            step += 1
+            if batch_progress is not None:
+                batch_progress(step, steps)
         rec = {"epoch": epoch + 1, "loss": total / n, "seconds": time.perf_counter() - t0}
         if val is not None and len(val[1]):
             rec["val_accuracy"] = accuracy(model, *val)

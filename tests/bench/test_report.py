@@ -52,9 +52,9 @@ class Page(HTMLParser):
             self.in_results = True
         elif tag == "tbody" and self.in_results:
             self.in_tbody = True
-        elif tag == "tr" and self.in_tbody:
+        elif tag == "tr" and self.in_tbody and "run" in a.get("class", "").split():
             self.rows.append([])
-        elif tag == "td" and self.in_tbody:
+        elif tag == "td" and self.in_tbody and self.rows:
             self._cell = []
         elif tag == "img":
             self.imgs.append(a)
@@ -62,6 +62,7 @@ class Page(HTMLParser):
             self.svgs += 1
         elif tag == "script":
             self.scripts += 1
+            self.external += [a["src"]] if a.get("src") else []
         for key in ("src", "href"):
             if re.match(r"\s*(https?:)?//", a.get(key, "")):
                 self.external.append(a[key])
@@ -86,7 +87,7 @@ def parse(text: str) -> Page:
     return p
 
 
-def check_page(text: str, n_runs: int) -> Page:
+def check_page(text: str, n_runs: int, report=None) -> Page:
     page = parse(text)
     assert len(page.rows) == n_runs, "one table row per stored run"
     plots = [i for i in page.imgs if i.get("src", "").startswith("data:image/png;base64,")]
@@ -94,7 +95,10 @@ def check_page(text: str, n_runs: int) -> Page:
     for img in plots:
         data = base64.b64decode(img["src"].split(",", 1)[1])
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
-    assert page.external == [] and page.scripts == 0
+    assert page.external == [] and page.scripts == 1, "one inline script, nothing fetched"
+    if report is not None:  # every plot: Pareto fronts as inline SVG, per-group figures as PNG
+        assert page.svgs == sum(p.name.startswith("pareto-") for p in report.plots)
+        assert len(plots) == sum(p.name.startswith("groups-") for p in report.plots)
     return page
 
 
@@ -103,9 +107,9 @@ def test_report_is_self_contained_and_complete(report, mixed_db):
     text = report.html.read_text()
     with Store(mixed_db) as s:
         runs = s.runs()
-    page = check_page(text, len(runs))
-    assert len(page.imgs) == len(report.plots)  # every plot embedded
-    assert "<link" not in text and "@import" not in text and "url(" not in text
+    page = check_page(text, len(runs), report)
+    assert "<link" not in text and "@import" not in text
+    assert not re.search(r"url\((?!#)", text), "only in-document references (the SVGs' clip paths)"
     assert not re.search(r"https?://", text)
     by = {(r[0].split()[0], r[1].split()[0]): " | ".join(r) for r in page.rows}
     assert len(by) == len(runs)
@@ -134,8 +138,8 @@ def test_markdown_links_the_written_plots(report):
     assert sorted(links) == sorted(str(p.relative_to(report.markdown.parent)) for p in report.plots)
     for p in report.plots:
         assert p.read_bytes().startswith(PNG_MAGIC)
-    assert {p.name for p in report.plots} >= {"pareto-local.png", "pareto-pi4.png", "pareto-pi4-emu.png",
-                                             "groups-gender.png", "groups-age.png"}
+    assert {p.name for p in report.plots} >= {f"pareto-{d}-{k}.png" for d in ("local", "pi4", "pi4-emu")
+                                              for k in ("latency", "size")} | {"groups-gender.png", "groups-age.png"}
     table = [ln for ln in md.splitlines() if ln.startswith("| `")]
     assert len(table) == report.n_rows == 18
     assert "(emulated: latency not comparable)" in md and "⚠ invalid" in md and "run failed" in md
@@ -223,30 +227,152 @@ def _chromium() -> str | None:
     return shutil.which("chromium")
 
 
-def test_report_renders_in_headless_chromium(report, mixed_db, tmp_path):
+@pytest.mark.parametrize("width,height", [(1366, 2400), (390, 2400)], ids=["desktop", "phone"])
+def test_report_renders_in_headless_chromium(report, mixed_db, tmp_path, width, height):
     chromium = _chromium()
     if chromium is None:
         pytest.skip("chromium is missing and could not be installed (scripts/ci-report-packages.sh)")
     url = report.html.resolve().as_uri()
-    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},{height}"]
     shot = tmp_path / "report.png"
-    proc = subprocess.run([*base, f"--screenshot={shot}", "--window-size=1400,2400", url],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([*base, f"--screenshot={shot}", url], capture_output=True, text=True, timeout=180)
     assert shot.is_file(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    # --dump-dom prints the DOM after the inline script ran (it writes the "N of M runs shown" count)
     dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=180)
     assert dom.returncode == 0, dom.stderr[-2000:]
     with Store(mixed_db) as s:
-        check_page(dom.stdout, len(s.runs()))
-    assert "Artefacts × devices" in dom.stdout
+        n_runs = len(s.runs())
+    page = check_page(dom.stdout, n_runs, report)
+    assert f"{n_runs} of {n_runs} runs shown" in dom.stdout, "the table script ran"
+    assert "Artefacts × devices" in dom.stdout and 'id="recommendations"' in dom.stdout
+    assert report.recommendation.artifact in dom.stdout.split('id="recommendations"')[1].split("</ul>")[0]
+    assert len({tuple(r[:2]) for r in page.rows}) == n_runs
+    if width == 1366:  # the filter script, driven by the page's #filter= hash
+        hit = subprocess.run([*base, "--dump-dom", url + "#filter=tflite-int8%20local"], capture_output=True,
+                             text=True, timeout=180).stdout
+        want = sum(r.name.startswith("tflite-int8") and r.device == "local" for r in load_rows(mixed_db))
+        assert want and f"{want} of {n_runs} runs shown" in hit
+        assert len(re.findall(r'<tr class="run"[^>]*\bhidden', hit)) == n_runs - want, "the others are hidden"
 
     from PIL import Image
 
     with Image.open(shot) as im:
-        assert im.size == (1400, 2400)
+        assert im.size == (width, height)
         px = np.asarray(im.convert("L"), dtype=np.float64)
     assert px.std() > 15, "the screenshot is blank"
     dark = (px < 128).mean()
     assert 0.01 < dark < 0.5, f"share of dark pixels {dark:.3f}: text and figures expected on a light page"
     keep = os.environ.get("EDGEFAIR_REPORT_SCREENSHOT")
     if keep:
-        shutil.copyfile(shot, keep)
+        shutil.copyfile(shot, keep.replace(".png", f"-{width}.png"))
+
+
+# ---------------------------------------------------------------- Pareto figures, table, sections
+def _label_and_marker_boxes(fig, gid):
+    """Rendered label boxes and marker boxes (display pixels) of one Pareto panel."""
+    from matplotlib.transforms import Bbox
+
+    fig.figure.canvas.draw()
+    renderer = fig.figure.canvas.get_renderer()
+    ax = fig.figure.axes[0]
+    labels = [t for t in ax.texts if (t.get_gid() or "").startswith(f"{gid}-lbl-")]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    markers = []
+    for coll in ax.collections:
+        for (x, y), size in zip(coll.get_offsets(), np.broadcast_to(coll.get_sizes(), len(coll.get_offsets())),
+                                strict=True):
+            cx, cy = ax.transData.transform((x, y))
+            r = 0.5 * np.sqrt(size) * fig.figure.dpi / 72
+            markers.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
+    return labels, boxes, markers
+
+
+def _crowded_points():
+    """Twenty-four artefacts in a tight cloud, several passing, one recommended, a reference."""
+    from edgefair.bench.report_plots import ParetoPoint
+
+    rng = np.random.default_rng(3)
+    pts = []
+    for i in range(24):
+        verdict = "reference" if i == 0 else ("pass" if i % 3 else "gap-widened")
+        pts.append(ParetoPoint(name=f"tflite-int8-dynamic-range-s0.{i:02d}", p50_ms=float(0.5 + 0.1 * rng.random()),
+                               gzip_kib=float(300 + 40 * rng.random()), accuracy=float(0.80 + 0.04 * rng.random()),
+                               gap_pt=float(10 * rng.random()), verdict=verdict, valid=i != 5, recommended=i == 4))
+    return pts
+
+
+@pytest.mark.parametrize("kind", ["latency", "size"])
+def test_pareto_labels_hit_no_label_and_no_marker(mixed_db, kind):
+    from edgefair.bench.report_figures import pareto_points
+    from edgefair.bench.report_plots import pareto_panel
+    from edgefair.bench.report_rule import recommend
+
+    rows = [r for r in load_rows(mixed_db) if r.device == "local"]
+    cases = {"fixture": pareto_points(rows, recommend("local", rows)), "crowded": _crowded_points()}
+    for case, pts in cases.items():
+        fig = pareto_panel("local", pts, kind=kind, emulated=False, gap_max=10.0, gid="t")
+        labels, boxes, markers = _label_and_marker_boxes(fig, "t")
+        texts = [t.get_text() for t in labels]
+        assert any(t.startswith("reference: ") for t in texts) and any("recommended" in t for t in texts), case
+        for i, b in enumerate(boxes):
+            for j, other in enumerate(boxes[i + 1:], i + 1):
+                assert not b.overlaps(other), f"{case}: label {texts[i]!r} overlaps {texts[j]!r}"
+            hit = [m for m in markers if b.overlaps(m)]
+            assert not hit, f"{case}: label {texts[i]!r} covers a marker"
+        assert all(len(t.replace("reference: ", "").replace("\u2605 ", "").replace(" (recommended)", "")) <= 18
+                   for t in texts), "long names are shortened"
+        svg = fig.svg()
+        assert "<title>tflite-int8-dynamic-range-s0.04</title>" in svg or case == "fixture", "full name on hover"
+        legend = fig.figure.axes[0].get_legend().get_window_extent()
+        assert legend.y1 <= fig.figure.axes[0].get_window_extent().y0, "the legend sits outside the data axes"
+
+
+def test_pareto_front_holds_only_what_the_rule_considers(mixed_db):
+    from edgefair.bench.report_figures import pareto_points
+    from edgefair.bench.report_plots import pareto_optimal
+    from edgefair.bench.report_rule import recommend
+
+    rows = [r for r in load_rows(mixed_db) if r.device == "local"]
+    pts = pareto_points(rows, recommend("local", rows))
+    fastest = min(pts, key=lambda p: p.p50_ms)
+    assert fastest.verdict == "gap-widened"  # the fixture's fastest artefact fails its audit ...
+    for kind in ("latency", "size"):
+        front = pareto_optimal(pts, kind=kind)
+        assert front and all(p.verdict == "pass" for p in front)
+        assert fastest not in front  # ... so it is muted, not ringed
+        assert any(p.recommended for p in front)
+
+
+def test_table_is_grouped_by_target_and_sections_cover_every_artefact(report, mixed_db):
+    from edgefair.bench.report_artifacts import anchor, sparsity_findings
+
+    text = report.html.read_text()
+    rows = load_rows(mixed_db)
+    bodies = re.findall(r'<tbody class="grp">(.*?)</tbody>', text, re.S)
+    assert len(bodies) == len({(r.device, r.target) for r in rows})
+    for body in bodies:  # one device and one target per group, sparsity ascending
+        names = re.findall(r'<td[^>]* class="name"><a class="row" href="#[^"]+" title="([^"]+)"', body)
+        by_name = {r.name: r for r in rows}
+        assert names and len({by_name[n].target for n in names}) == 1
+        levels = [by_name[n].sparsity_requested for n in names]
+        assert levels == sorted(levels)
+    for r in rows:
+        assert f'id="{anchor(r.name)}"' in text
+    section = text.split(f'id="{anchor("tflite-int8-s0.9")}"')[1].split("</details>")[0]
+    assert "Per-class recall" in section and "gap-widened" in section and "sha256" in section
+    assert section.index(">female<") < section.index(">male<")
+    # the sparsity note, from the numbers
+    (f,) = [f for f in sparsity_findings(rows) if f.device == "local" and f.target == "tflite-int8"]
+    p50 = {r.sparsity_measured: r.p50_s for r in rows if r.device == "local" and r.target == "tflite-int8"}
+    assert [p for _, p in f.levels] == [p50[k] for k in sorted(p50)]
+    note = text.split('id="sparsity-note"')[1].split("</div>")[0]
+    assert f"{100 * f.spread:.1f} %" in note and "no structured-pruning artefact" in note
+
+
+def test_group_order_is_declared_or_by_size():
+    from edgefair.bench.report_groups import group_order
+
+    assert group_order({"dark": 160, "light": 1112, "medium": 330}) == ["light", "medium", "dark"]
+    assert group_order({"50+": 3, "18-29": 9, "30-49": 5, "unknown": 40}) == ["18-29", "30-49", "50+", "unknown"]
+    assert group_order({"b": 1, "a": 5, "c": 5}) == ["a", "c", "b"]
+

@@ -57,9 +57,12 @@ def data_preview_cmd(dataset: str, attribute: str, per_cell: int, split: str, ou
     from edgefair.data.registry import canonical_spec, load_dataset
 
     spec = canonical_spec(dataset)
-    with progress_bar("loading dataset", None) as update:
-        ds = load_dataset(spec, progress=lambda d, t: update(d, total=t))
-    info = save_preview(ds, out, attribute=attribute, per_cell=per_cell, split=split)
+    with progress_bar(f"loading {spec}", 2) as update:
+        # generating synthfer reports its samples; a cached or folder dataset loads in one step
+        ds = load_dataset(spec, progress=lambda d, t: update(d / t if t else 0, description=f"generating {d}/{t}"))
+        update(1, description=f"rendering the {attribute} grid")
+        info = save_preview(ds, out, attribute=attribute, per_cell=per_cell, split=split)
+        update(2, description=f"wrote {out.name}")
     if as_json:
         emit_json(info)
     else:

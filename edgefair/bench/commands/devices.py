@@ -47,14 +47,28 @@ def devices_cmd(ctx: click.Context, as_json: bool) -> None:
     err.print(table)
 
 
+def _scalar(key: str, value: Any) -> tuple[str, str]:
+    """One value as text: None '—', booleans yes/no, kHz as MHz, floats with two decimals."""
+    if value is None:
+        return key, "—"
+    if isinstance(value, bool):
+        return key, "yes" if value else "no"
+    if isinstance(value, (int, float)) and key.endswith("_khz"):
+        return key.removesuffix("_khz") + " (MHz)", f"{value / 1000:.0f}"
+    return key, f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
 def flatten(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested dicts as ``a.b: value`` lines; None shown as '—', lists joined."""
+    """Nested dicts as ``a.b: value`` lines (lists of dicts as ``a[0].b``); plain lists joined."""
     if isinstance(doc, dict):
+        if not doc:
+            return [(prefix, "—")]
         return [row for k, v in doc.items() for row in flatten(v, f"{prefix}.{k}" if prefix else str(k))]
     if isinstance(doc, (list, tuple)):
-        text = ", ".join(str(x) for x in doc) if doc else "—"
-        return [(prefix, text)]
-    return [(prefix, "—" if doc is None else str(doc))]
+        if doc and any(isinstance(x, (dict, list, tuple)) for x in doc):
+            return [row for i, x in enumerate(doc) for row in flatten(x, f"{prefix}[{i}]")]
+        return [(prefix, ", ".join(_scalar(prefix, x)[1] for x in doc) if doc else "—")]
+    return [_scalar(prefix, doc)]
 
 
 @devices_cmd.command("probe")
@@ -74,10 +88,17 @@ def devices_probe_cmd(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    rows = flatten(info.get("env", info)) + flatten(info.get("runtimes") or {}, "runtime")
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        err.print(f"{key:>{width}}: {value}", markup=False)
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgefair.bench.tables import cell
+
+    table = Table(title=f"device {escape(name)}: fingerprint and runtimes", show_header=False)
+    table.add_column("field", style="bold", justify="right")
+    table.add_column("value")
+    for key, value in flatten(info.get("env", info)) + flatten(info.get("runtimes") or {}, "runtime"):
+        table.add_row(cell(key), cell(value))
+    err.print(table)
 
 
 @devices_cmd.command("setup")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -9,6 +10,22 @@ import click
 from edgefair.bench.console import emit_json, err, progress_bar
 from edgefair.bench.options import DEFAULT_DB, command_errors, json_option
 from edgefair.contracts.audit import MIN_SUBJECTS
+
+
+class AuditProgress:
+    """One bar step per artefact audited (or found audited); evaluations on the host named in the label."""
+
+    def __init__(self, update: Callable[..., None]) -> None:
+        self.update, self.done = update, 0
+
+    def __call__(self, kind: str, name: str, info: dict) -> None:
+        if kind in ("audited", "cached", "failed"):
+            self.done += 1
+            self.update(self.done, description=f"audit: {name}"[:60])
+        elif kind.startswith("eval-"):
+            self.update(self.done, description=f"evaluating on the host: {name}"[:60])
+        elif kind == "note":
+            err.print(info.get("message", ""), markup=False)
 
 
 @click.command("fairness")
@@ -54,8 +71,11 @@ def fairness_cmd(artifacts: Path, dataset: str | None, device: str, attributes: 
                        keep_missing=keep_missing, alpha=alpha, n_boot=n_boot, seed=seed,
                        thresholds=VerdictThresholds(min_relative_accuracy=min_accuracy_ratio,
                                                     gap_widening_points=gap_points), plots_dir=plots)
-    with progress_bar("auditing", None) as update:
-        summaries, full = audit_artifacts(req, on_event=lambda k, n, i: update(0, description=f"{k}: {n}"[:60]))
+    from edgefair.bench.measure import discover_artifacts
+
+    total = len(discover_artifacts(artifacts))
+    with progress_bar("auditing", total) as update:
+        summaries, full = audit_artifacts(req, on_event=AuditProgress(update))
     if as_json:
         emit_json({"ok": not full["missing"], "not_audited": full["missing"], "reference": full["reference"],
                    "dataset": full["dataset"], "device": device,

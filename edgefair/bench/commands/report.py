@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from edgefair.bench.console import emit_json, err
-from edgefair.bench.options import DEFAULT_DB, command_errors, json_option, parse_fraction, parse_points
+from edgefair.bench.options import DEFAULT_DB, DEFAULT_REPORT, command_errors, json_option, parse_fraction, parse_points
 
 
 @click.command("report")
 @click.option("--db", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("report"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_REPORT, show_default=True)
 @json_option
 @command_errors
 def report_cmd(db: Path, out: Path, as_json: bool) -> None:
@@ -31,7 +31,7 @@ def report_cmd(db: Path, out: Path, as_json: bool) -> None:
 @click.command("gate")
 @click.option("--baseline", type=click.Path(path_type=Path), required=True,
               help="Results DB, pytest-benchmark JSON or gate JSON.")
-@click.option("--current", type=click.Path(path_type=Path), required=True,
+@click.option("--current", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True,
               help="Results DB, pytest-benchmark JSON or gate JSON.")
 @click.option("--max-p90-regression", default="10%", show_default=True)
 @click.option("--max-size-regression", default="5%", show_default=True)

@@ -76,6 +76,9 @@ class _RunProgress:
         self.device, self.update, self.done = device, update, 0
 
     def __call__(self, kind: str, name: str, info: dict) -> None:
+        from edgefair.bench.tables import plain
+
+        name = plain(name)
         if kind == "start":
             self.update(self.done, description=f"{self.device}: {name}")
         elif kind == "wait":

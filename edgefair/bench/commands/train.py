@@ -51,7 +51,8 @@ def train_cmd(dataset: str, arch: str, epochs: int, out: Path, seed: int, size: 
                                          kd_temperature=kd_temperature, kd_alpha=kd_alpha))
     with progress_bar("preparing data", None) as update:
         def on_progress(stage: str, done: float, total: float) -> None:
-            update(done, description="generating data" if stage == "data" else f"training {arch}", total=total)
+            update(done, description="generating data" if stage == "data" else f"training {arch}: batches",
+                   total=total)
 
         result = train_run(req, progress=on_progress)
     if as_json:
