@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from edgefair.bench.commands.farm import executor_options, farm_devices
 from edgefair.bench.console import emit_json, err, progress_bar
 from edgefair.bench.options import command_errors, json_option
 
@@ -37,18 +38,21 @@ class _SweepProgress:
 @click.option("--device", "devices", multiple=True, help="Override the config's devices (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/sweep"), show_default=True)
 @click.option("--print-config", is_flag=True, help="Print the effective configuration as TOML and exit.")
+@executor_options
 @json_option
 @command_errors
 def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], out: Path, print_config: bool,
-              as_json: bool) -> None:
+              executor: str, ray_address: str | None, farm_path: Path | None, as_json: bool) -> None:
     """Train → export matrix → run on each device → audit → report; resumable after a kill."""
     from edgefair.bench.config import load_config, validate
+    from edgefair.bench.executor import executor_for
     from edgefair.bench.sweep import run_sweep
 
     cfg = load_config(config_path)
     if devices:
         cfg.devices = list(devices)
         validate(cfg, "--device")
+    farm = farm_devices(cfg, farm_path, explicit=bool(devices))
     if print_config:
         if as_json:
             emit_json(cfg.to_dict())
@@ -57,8 +61,9 @@ def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], out: Path, pri
         return
     n_art = len(cfg.targets) * len(cfg.sparsities) * len(cfg.archs)
     total = len(cfg.archs) * 2 + n_art * len(cfg.devices) * 2 + 1
-    with progress_bar("sweep", total) as update:
-        outcome = run_sweep(cfg, out=out, on_event=_SweepProgress(update))
+    with executor_for(executor, address=ray_address, farm=farm, devices=cfg.devices) as ex, \
+            progress_bar("sweep", total) as update:
+        outcome = run_sweep(cfg, out=out, on_event=_SweepProgress(update), executor=ex)
         update(total)
     if as_json:
         emit_json(outcome.to_dict())
