@@ -145,7 +145,8 @@ def _distributed_sweep(executor: Any, sweep: Any) -> None:
         for device in sweep.cfg.devices:
             sweep.event("stage", {"stage": "run", "arch": arch, "device": device, "status": "start"})
             jobs.append(MeasureJob(device=device, name=executor.device_name(device), artifacts=art_dir,
-                                   settings=sweep.settings(device), on_event=sweep.artifact_event("run", device)))
+                                   settings=sweep.settings(device), retries=sweep.cfg.retries,
+                                   on_event=sweep.artifact_event("run", device)))
     for job, arch, rows in zip(jobs, [a for a in archs for _ in sweep.cfg.devices], executor.measure(jobs, db=sweep.db),
                                strict=True):
         sweep.ran(arch, job.device, rows, time.perf_counter() - t0)

@@ -130,7 +130,7 @@ class _Sweep:
         self.event("stage", {"stage": "run", "arch": arch, "device": device, "status": "start"})
         t0 = time.perf_counter()
         rows = measure_artifacts(artifacts=art_dir, device=device, db=self.db, settings=self.settings(device),
-                                 on_event=self.artifact_event("run", device))
+                                 on_event=self.artifact_event("run", device), retries=self.cfg.retries)
         self.ran(arch, device, rows, time.perf_counter() - t0)
 
     def ran(self, arch: str, device: str, rows: list[Any], seconds: float) -> None:
