@@ -26,6 +26,7 @@ from edgefair.fairness import MIN_SUBJECTS, AuditSummary, VerdictThresholds, sum
 # Host-side evaluation needs predictions, not timings.
 EVAL_SETTINGS = RunSettings(profile="quick", threads=1, mode="eval")
 Event = Callable[[str, str, dict], None]
+MapHost = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
 
 
 @dataclass
@@ -178,11 +179,25 @@ def _plots(plots_dir: Path, results: dict[str, Any], ref_name: str, attrs: list[
         plot_group_accuracy(ordered, plots_dir / f"group-accuracy-{a}.png", attribute=a)
 
 
-def audit_artifacts(req: AuditRequest, *, on_event: Event | None = None) -> tuple[list[AuditRow], dict[str, Any]]:
+def _serial_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    return [fn(x) for x in items]
+
+
+def _audit_task(job: tuple[AuditRequest, AuditData, np.ndarray, np.ndarray | None]) -> Any:
+    """One audit, no database (an executor may run it on another node)."""
+    req, data, pred, ref_pred = job
+    return _audit_one(req, data, pred, ref_pred)
+
+
+def audit_artifacts(req: AuditRequest, *, on_event: Event | None = None,
+                    map_host: MapHost | None = None) -> tuple[list[AuditRow], dict[str, Any]]:
     """Audit all artefacts under ``req.artifacts``; store each audit; return summaries and full results.
 
     With ``req.resume`` an artefact whose audit with the same settings is already stored is
     not audited again (its stored summary is returned; ``results`` holds only new audits).
+    The audits themselves are computed by ``map_host(fn, items)`` (default: in this process,
+    in order; an executor's ``map_host`` spreads them over a cluster); only this process writes
+    the database, one transaction per audit.
     """
     event = on_event or (lambda kind, name, info: None)
     found = discover_artifacts(req.artifacts)
@@ -197,19 +212,24 @@ def audit_artifacts(req: AuditRequest, *, on_event: Event | None = None) -> tupl
         if ref_name not in preds:
             raise CLIError(f"reference artefact {ref_name} has no predictions (its evaluation failed)")
         key = req.key(ref_name, data)
+        todo = []
         for name in sorted(preds):
-            is_ref, aid = name == ref_name, by_name[name].artifact_id
+            aid = by_name[name].artifact_id
             stored = _stored_summary(store, aid, req.device, key) if req.resume else None
             if stored is not None:
                 summaries.append(AuditRow(name, aid, stored))
                 event("cached", name, {})
-                continue
-            res = _audit_one(req, data, preds[name], None if is_ref else preds[ref_name])
-            row = AuditRow(name, aid, summarize(res, is_reference=is_ref))
+            else:
+                todo.append(name)
+        jobs = [(req, data, preds[n], None if n == ref_name else preds[ref_name]) for n in todo]
+        for name, res in zip(todo, (map_host or _serial_map)(_audit_task, jobs), strict=True):
+            aid = by_name[name].artifact_id
+            row = AuditRow(name, aid, summarize(res, is_reference=name == ref_name))
             store.put_audit(artifact_id=aid, device=req.device, key=key, audit=res.to_dict(), summary=row.summary)
             summaries.append(row)
             results[name] = res
             event("audited", name, row.to_dict())
+    summaries.sort(key=lambda r: r.name)  # the order of sorted(preds), cached or not
     if req.plots_dir is not None and ref_name in results:
         _plots(req.plots_dir, results, ref_name, data.attributes)
     missing = sorted(set(by_name) - set(preds))

@@ -16,6 +16,7 @@ from edgefair.bench.commands.data import data
 from edgefair.bench.commands.devices import devices_cmd
 from edgefair.bench.commands.export import export_cmd
 from edgefair.bench.commands.fairness import fairness_cmd
+from edgefair.bench.commands.farm import farm_cmd
 from edgefair.bench.commands.report import gate_cmd, report_cmd
 from edgefair.bench.commands.run import run_cmd
 from edgefair.bench.commands.study import study_cmd
@@ -32,5 +33,5 @@ def main() -> None:
 
 
 for command in (data, train_cmd, devices_cmd, export_cmd, run_cmd, fairness_cmd, report_cmd, gate_cmd, sweep_cmd,
-                study_cmd):
+                study_cmd, farm_cmd):
     main.add_command(command)

@@ -46,6 +46,7 @@ class SweepConfig:
     threads: int | None = None  # None: each device profile's thread count
     min_runs: int | None = None
     min_seconds: float | None = None
+    retries: int = 1  # a run flagged invalid (contention, heat) is measured again this often after a cool-down
     attributes: list[str] = field(default_factory=list)  # empty: every attribute of the dataset
     intersections: bool = False
     min_n: int = 30
@@ -97,7 +98,7 @@ def _check_choices(cfg: SweepConfig, src: str) -> None:
 
 
 _INTEGERS = (("epochs", 1), ("calib", 1), ("min_n", 1), ("min_subjects", 2), ("threads", 0),
-             ("finetune_epochs", 0), ("seed", None))
+             ("finetune_epochs", 0), ("seed", None), ("retries", 0))
 _NUMBERS = (("min_runs", 0.0, float("inf")), ("min_seconds", 0.0, float("inf")), ("gap_points", 0.0, float("inf")),
             ("min_accuracy_ratio", 0.0, 1.0), ("alpha", 0.0, 0.5), ("kd_alpha", 0.0, 1.0))
 _OPTIONAL = ("threads", "min_runs", "min_seconds")  # None: the profile's value

@@ -175,16 +175,10 @@ def measure_artifacts(
     device at a time: the device's lock is held for the whole run (``wait=False`` refuses
     when another process holds it).
     """
-    from edgefair.devices import resolve_device
-
     event = on_event or (lambda kind, name, info: None)
-    found = select(discover_artifacts(artifacts), only)
-    ref = eval_dataset(found, dataset)  # decided before any measurement starts
-    profile = resolve_device(device)
-    samples_dir = Path(db).parent / "samples"
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    loop = _MeasureLoop(profile, settings, _Batches(ref, settings, samples_dir), samples_dir, event, retries,
-                        keep_going)
+    found, loop = measure_loop(artifacts=artifacts, device=device, db=db, settings=settings, dataset=dataset,
+                               only=only, on_event=event, retries=retries, keep_going=keep_going)
+    profile = loop.profile
     with device_lock(profile.name, wait=wait, on_wait=lambda msg: event("wait", "", {"message": msg})), \
             Store(Path(db)) as store:
         try:
@@ -193,10 +187,31 @@ def measure_artifacts(
             loop.close()
 
 
-class _MeasureLoop:
-    """Measures artefacts one by one on one device, reusing one open transport."""
+def measure_loop(*, artifacts: Path, device: str, db: Path, settings: RunSettings, dataset: str | None = None,
+                 only: list[str] | None = None, on_event: Event | None = None, retries: int = 1,
+                 keep_going: bool = False) -> tuple[list[Artifact], _MeasureLoop]:
+    """The artefacts to measure on ``device`` and the loop that plans, measures and records them
+    (``measure_artifacts`` runs it in process; an executor splits its steps across machines)."""
+    from edgefair.devices import resolve_device
 
-    def __init__(self, profile: Any, settings: RunSettings, batches: _Batches, samples_dir: Path,
+    found = select(discover_artifacts(artifacts), only)
+    ref = eval_dataset(found, dataset)  # decided before any measurement starts
+    profile = resolve_device(device)
+    samples_dir = Path(db).parent / "samples"
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    loop = _MeasureLoop(profile, settings, _Batches(ref, settings, samples_dir), samples_dir,
+                        on_event or (lambda kind, name, info: None), retries, keep_going)
+    return found, loop
+
+
+class _MeasureLoop:
+    """Measures artefacts one by one on one device, reusing one open transport.
+
+    ``one`` = ``plan`` (database: skip what needs no measurement) → ``measure`` (the device
+    only) → ``record`` (database: one transaction); an executor may run ``measure`` elsewhere.
+    """
+
+    def __init__(self, profile: Any, settings: RunSettings, batches: _Batches | None, samples_dir: Path,
                  event: Event, retries: int = 1, keep_going: bool = False) -> None:
         self.profile, self.settings, self.batches = profile, settings, batches
         self.samples_dir, self.event, self.retries = samples_dir, event, retries
@@ -210,6 +225,16 @@ class _MeasureLoop:
             self.transport.close()
 
     def one(self, store: Store, art: Artifact, force: bool) -> ArtifactRow:
+        done = self.plan(store, art, force)
+        if done is not None:
+            return done
+        self.event("start", art.name, {})
+        batch, labels = self.batch(art)
+        return self.record(store, art, self.measure(art, batch), labels)
+
+    def plan(self, store: Store, art: Artifact, force: bool) -> ArtifactRow | None:
+        """The row of an artefact that needs no measurement (host-only, after a device failure,
+        already stored), else None. Registers the artefact in the database."""
         store.put_artifact(art.manifest, art.folder)
         if art.manifest.host_only and self.profile.transport != "local":
             self.event("host-only", art.name, {})
@@ -222,9 +247,23 @@ class _MeasureLoop:
         if not force and store.has_run(art.artifact_id, self.profile.name, self.key):
             self.event("cached", art.name, {})
             return _row(art, store.get_run(art.artifact_id, self.profile.name, self.key), "cached")
-        self.event("start", art.name, {})
-        batch, labels = self.batches.get(art.manifest.preprocessing)
+        return None
+
+    def batch(self, art: Artifact) -> tuple[Path, dict[str, int]]:
+        """The test batch for this artefact's preprocessing and its labels by sample id."""
+        if self.batches is None:
+            raise RuntimeError("this loop only measures: it was given no test data")
+        return self.batches.get(art.manifest.preprocessing)
+
+    def measure(self, art: Artifact, batch: Path) -> AgentResult:
+        """Measure one artefact (no database): the result carries its wall-clock window."""
+        started = time.time()
         result = self._run(art, batch)
+        result.doc["window"] = {"start": started, "end": time.time()}
+        return result
+
+    def record(self, store: Store, art: Artifact, result: AgentResult, labels: dict[str, int]) -> ArtifactRow:
+        """Store one result (one transaction) and return its row."""
         store.put_run(artifact_id=art.artifact_id, device=self.profile.name, settings=self.key, result=result,
                       accuracy=_accuracy(result, labels), samples_path=self._save_samples(art, result))
         row = _row(art, store.get_run(art.artifact_id, self.profile.name, self.key),

@@ -72,6 +72,7 @@ class _Sweep:
         self.overrides = {k: getattr(cfg, k) for k in ("min_runs", "min_seconds") if getattr(cfg, k) is not None}
         self.thresholds = VerdictThresholds(min_relative_accuracy=cfg.min_accuracy_ratio,
                                             gap_widening_points=cfg.gap_points)
+        self.map_host: Any = None  # where audits are computed (None: here); set by an executor
 
     def train(self, arch: str) -> Path:
         """Train (skipped when this exact training already finished)."""
@@ -115,26 +116,36 @@ class _Sweep:
         self.event("stage", {"stage": "export", "arch": arch, "status": "done"})
         return art_dir
 
-    def run(self, arch: str, art_dir: Path, device: str) -> None:
-        """Measure on one device (stored per artefact; resumed from the database)."""
-        from edgefair.bench.measure import measure_artifacts
+    def settings(self, device: str) -> Any:
+        """How every artefact is measured on ``device`` (part of each result's key)."""
         from edgefair.contracts.measurement import RunSettings
         from edgefair.devices import resolve_device
 
+        threads = self.cfg.threads if self.cfg.threads is not None else resolve_device(device).threads
+        return RunSettings(profile=self.cfg.profile, threads=threads, mode="both", overrides=self.overrides)
+
+    def artifact_event(self, stage: str, device: str) -> Callable[[str, str, dict], None]:
+        return lambda k, n, i: self.event("artifact", {"stage": stage, "device": device, "kind": k, "name": n})
+
+    def run(self, arch: str, art_dir: Path, device: str) -> None:
+        """Measure on one device (stored per artefact; resumed from the database)."""
+        from edgefair.bench.measure import measure_artifacts
+
         self.event("stage", {"stage": "run", "arch": arch, "device": device, "status": "start"})
         t0 = time.perf_counter()
-        threads = self.cfg.threads if self.cfg.threads is not None else resolve_device(device).threads
-        settings = RunSettings(profile=self.cfg.profile, threads=threads, mode="both", overrides=self.overrides)
-        rows = measure_artifacts(artifacts=art_dir, device=device, db=self.db, settings=settings,
-                                 on_event=lambda k, n, i: self.event(
-                                     "artifact", {"stage": "run", "device": device, "kind": k, "name": n}))
+        rows = measure_artifacts(artifacts=art_dir, device=device, db=self.db, settings=self.settings(device),
+                                 on_event=self.artifact_event("run", device), retries=self.cfg.retries)
+        self.ran(arch, device, rows, time.perf_counter() - t0)
+
+    def ran(self, arch: str, device: str, rows: list[Any], seconds: float) -> None:
+        """Record one device's run of one arch's artefacts in the outcome."""
         self.outcome.failed += [f"run {r.name} on {device}: {r.error}" for r in rows if r.status == "failed"]
         skipped = [r for r in rows if r.status == "not-measured"]
         if skipped:
             self.outcome.failed.append(f"run on {device}: stopped after a device failure, {len(skipped)} "
                                        "artefact(s) not measured")
         self.outcome.stages.append({"stage": "run", "arch": arch, "device": device,
-                                    "seconds": time.perf_counter() - t0, "statuses": _count(r.status for r in rows)})
+                                    "seconds": seconds, "statuses": _count(r.status for r in rows)})
 
     def audit(self, arch: str, art_dir: Path, device: str) -> None:
         """Audit against the uncompressed reference (resumed from the database)."""
@@ -145,8 +156,7 @@ class _Sweep:
                            intersections=self.cfg.intersections, min_n=self.cfg.min_n,
                            min_subjects=self.cfg.min_subjects, alpha=self.cfg.alpha, seed=self.cfg.seed,
                            thresholds=self.thresholds, resume=True)
-        summaries, _ = audit_artifacts(req, on_event=lambda k, n, i: self.event(
-            "artifact", {"stage": "audit", "device": device, "kind": k, "name": n}))
+        summaries, _ = audit_artifacts(req, on_event=self.artifact_event("audit", device), map_host=self.map_host)
         self.outcome.stages.append({"stage": "audit", "arch": arch, "device": device,
                                     "verdicts": _count(s.verdict for s in summaries if not s.is_reference)})
 
@@ -163,18 +173,18 @@ class _Sweep:
             store.put_stage("sweep", "sweep", "done", {"config": self.cfg.to_dict(), "failed": self.outcome.failed})
 
 
-def run_sweep(cfg: SweepConfig, *, out: Path, on_event: Event | None = None) -> SweepOutcome:
-    """Run (or resume) the whole study described by ``cfg`` under ``out``."""
+def run_sweep(cfg: SweepConfig, *, out: Path, on_event: Event | None = None, executor: Any = None) -> SweepOutcome:
+    """Run (or resume) the whole study described by ``cfg`` under ``out``.
+
+    ``executor`` (``edgefair.bench.executor``): where the stages run; default in this process."""
+    from edgefair.bench.executor import LocalExecutor
+
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "sweep.json", cfg.to_dict())
     sweep = _Sweep(cfg, out, on_event or (lambda kind, info: None))
-    for arch in cfg.archs:
-        art_dir = sweep.export(arch, sweep.train(arch))
-        for device in cfg.devices:
-            sweep.run(arch, art_dir, device)
-            sweep.audit(arch, art_dir, device)
+    (executor or LocalExecutor()).run_sweep(sweep)
     sweep.report()
     sweep.outcome.seconds = time.perf_counter() - t0
     return sweep.outcome

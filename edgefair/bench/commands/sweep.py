@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from edgefair.bench.commands.farm import executor_options, farm_devices
 from edgefair.bench.console import emit_json, err, progress_bar
 from edgefair.bench.options import DEFAULT_DB, command_errors, json_option
 
@@ -65,18 +66,21 @@ class _SweepProgress:
               help="Folder of the sweep: results.db (the default database of run/fairness/report/gate), report/, "
                    "runs/, artifacts/.")
 @click.option("--print-config", is_flag=True, help="Print the effective configuration as TOML and exit.")
+@executor_options
 @json_option
 @command_errors
 def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], out: Path, print_config: bool,
-              as_json: bool) -> None:
+              executor: str, ray_address: str | None, farm_path: Path | None, as_json: bool) -> None:
     """Train → export matrix → run on each device → audit → report; resumable after a kill."""
     from edgefair.bench.config import load_config, validate
+    from edgefair.bench.executor import executor_for
     from edgefair.bench.sweep import run_sweep
 
     cfg = load_config(config_path)
     if devices:
         cfg.devices = list(devices)
         validate(cfg, "--device")
+    farm = farm_devices(cfg, farm_path, explicit=bool(devices))
     if print_config:
         if as_json:
             emit_json(cfg.to_dict())
@@ -85,8 +89,9 @@ def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], out: Path, pri
         return
     n_art = len(cfg.targets) * len(cfg.sparsities) * len(cfg.archs) * len(set(cfg.clusterings or [0]))
     total = len(cfg.archs) * 2 + n_art * len(cfg.devices) * 2 + 1
-    with progress_bar("sweep", total) as update:
-        outcome = run_sweep(cfg, out=out, on_event=_SweepProgress(update, total))
+    with executor_for(executor, address=ray_address, farm=farm, devices=cfg.devices) as ex, \
+            progress_bar("sweep", total) as update:
+        outcome = run_sweep(cfg, out=out, on_event=_SweepProgress(update, total), executor=ex)
         update(total, description=f"sweep done: report in {outcome.report}")
     if as_json:
         emit_json(outcome.to_dict())
