@@ -269,3 +269,20 @@ def test_farm_status_shows_nodes_devices_and_state(swept, cluster, farm, bench):
     devs = {d["device"]: d for d in doc["devices"]}
     assert devs["b"]["node_id"] == nodes["b"].node_id and devs["b"]["spec"] == "testpi-b"
     assert devs["b"]["state"] == "idle" and devs["b"]["driver"]["status"] == "idle"
+
+
+def test_a_studys_population_trains_as_ray_tasks(cluster, tmp_path):
+    """``bench study --executor ray``: each training of the population is a Ray host task; the
+    study then finds every one of them finished (cached) instead of training again."""
+    from edgefair.bench.executor import RayExecutor
+    from edgefair.bench.study.config import load_study
+    from edgefair.bench.study.runner import run_train_job, train, train_jobs
+
+    cfg = load_study("compression-fairness", quick=True).with_overrides(seeds=2)
+    jobs = train_jobs(cfg, tmp_path)
+    runs = RayExecutor(timeout_s=GET).map_host(run_train_job, jobs)
+    assert len(set(runs)) == cfg.seeds
+    for job, run in zip(jobs, runs, strict=True):
+        said: list[str] = []
+        assert train(job.cfg, job.out, job.seed, mix=job.mix, say=said.append) == Path(run)
+        assert said == [f"train seed {job.seed}: cached ({Path(run).name})"]

@@ -221,3 +221,15 @@ def test_quick_data_balance(bench, tmp_path):
     for r in rows:
         assert _finite(r["macro_f1"]) and _finite(r["dp_max"]) and len(r["seeds"]) == 2
     assert rows[0]["macro_f1_change"]["mean"] == 0.0
+
+
+def test_study_executor_flags_are_checked_before_anything_runs(bench, tmp_path):
+    farm = tmp_path / "farm.toml"
+    farm.write_text('[devices.a]\nspec = "local"\n')
+    proc = bench("study", "distillation", "--quick", "--farm", farm, "--executor", "ray", "--out", tmp_path / "o")
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == ["bench study: error: --farm: a study measures on no device (its "
+                                                "trainings run on --executor ray); drop it"]
+    proc = bench("study", "distillation", "--quick", "--ray-address", "127.0.0.1:1", "--out", tmp_path / "o")
+    assert proc.returncode != 0 and proc.stderr.strip().endswith("--ray-address needs --executor ray")
+    assert not (tmp_path / "o").exists()

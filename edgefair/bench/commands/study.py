@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from edgefair.bench.console import emit_json, err
+from edgefair.bench.commands.farm import executor_options
+from edgefair.bench.console import CLIError, emit_json, err
 from edgefair.bench.options import command_errors, json_option
 
 
@@ -20,10 +21,12 @@ from edgefair.bench.options import command_errors, json_option
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="A study TOML (as --print-config shows it) instead of the shipped one.")
 @click.option("--print-config", is_flag=True, help="Print the study's TOML and exit.")
+@executor_options
 @json_option
 @command_errors
 def study_cmd(name: str, quick: bool, seeds: int | None, dataset: str | None, out: Path | None,
-              config_path: Path | None, print_config: bool, as_json: bool) -> None:
+              config_path: Path | None, print_config: bool, executor: str, ray_address: str | None,
+              farm_path: Path | None, as_json: bool) -> None:
     """Run a predefined study: compression-fairness, distillation or data-balance."""
     from edgefair.bench.study import run_study
     from edgefair.bench.study.config import builtin_text, check, load_study
@@ -36,8 +39,14 @@ def study_cmd(name: str, quick: bool, seeds: int | None, dataset: str | None, ou
             click.echo(config_path.read_text() if config_path else builtin_text(name), nl=False)
         return
     cfg = check(cfg.with_overrides(seeds=seeds, dataset=dataset), "--seeds/--dataset")
-    outcome = run_study(cfg, out=out or Path("results/study") / cfg.name,
-                        say=lambda msg: err.print(f"study {cfg.name}: {msg}", markup=False))
+    if farm_path is not None:
+        raise CLIError("--farm: a study measures on no device (its trainings run on --executor ray); drop it")
+    from edgefair.bench.executor import executor_for
+
+    with executor_for(executor, address=ray_address) as ex:
+        outcome = run_study(cfg, out=out or Path("results/study") / cfg.name,
+                            say=lambda msg: err.print(f"study {cfg.name}: {msg}", markup=False),
+                            executor=ex if executor == "ray" else None)
     if as_json:
         emit_json(outcome.to_dict())
     else:

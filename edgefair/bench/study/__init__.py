@@ -15,7 +15,7 @@ from typing import Any
 
 from edgefair.bench.study import analysis, report
 from edgefair.bench.study.config import StudyConfig
-from edgefair.bench.study.runner import run_balance, run_compression
+from edgefair.bench.study.runner import run_balance, run_compression, run_train_job, train_jobs
 
 
 @dataclass
@@ -100,12 +100,22 @@ def _balance_plots(rows: list[dict[str, Any]], plots: Path) -> list[Path]:
     return out
 
 
-def run_study(cfg: StudyConfig, *, out: Path, say: Callable[[str], None] | None = None) -> StudyOutcome:
-    """Run (or resume) the study and write its report in ``out``."""
+def run_study(cfg: StudyConfig, *, out: Path, say: Callable[[str], None] | None = None,
+              executor: Any = None) -> StudyOutcome:
+    """Run (or resume) the study and write its report in ``out``.
+
+    ``executor`` (an ``edgefair.bench.executor`` executor, e.g. Ray): the population's
+    trainings run first as independent host tasks on it; the rest then finds them cached.
+    ``out`` must then be a folder every node sees.
+    """
     t0, c0 = time.perf_counter(), _cpu_seconds()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = say or (lambda msg: None)
+    if executor is not None:
+        jobs = train_jobs(cfg, out)
+        log(f"training {len(jobs)} model(s) on the {type(executor).__name__}")
+        executor.map_host(run_train_job, jobs)
     if cfg.kind == "compression":
         col = run_compression(cfg, out, log)
         rows = analysis.compression_rows(cfg, col)

@@ -275,15 +275,20 @@ def balance_plan(cfg: StudyConfig) -> tuple[list[dict[str, float]], int, str]:
     return path, n, ds.source or ds.name
 
 
+def balance_mixes(cfg: StudyConfig) -> list[tuple[int, int, TrainMix]]:
+    """(seed, step, training mix) of every data-balance training, seed-major (a run cut short
+    still holds whole seeds: rerun with fewer --seeds to report them)."""
+    path, n, _ = balance_plan(cfg)
+    return [(seed, step, TrainMix(attribute=cfg.attribute, proportions={g: round(p, 6) for g, p in props.items()},
+                                  n=n, seed=seed))
+            for seed, (step, props) in itertools.product(range(cfg.seeds), enumerate(path))]
+
+
 def run_balance(cfg: StudyConfig, out: Path, say: Say) -> tuple[Collected, list[BalanceRun]]:
     """Per step and seed: train on the sub-sampled train split, read its test predictions."""
-    path, n, _ = balance_plan(cfg)
     rows: list[BalanceRun] = []
     col: Collected | None = None
-    # seed-major: a run cut short still holds whole seeds (rerun with fewer --seeds to report them)
-    for seed, (step, props) in itertools.product(range(cfg.seeds), enumerate(path)):
-        mix = TrainMix(attribute=cfg.attribute, proportions={g: round(p, 6) for g, p in props.items()}, n=n,
-                       seed=seed)
+    for seed, step, mix in balance_mixes(cfg):
         run_dir = train(cfg, out, seed, mix=mix, say=say)
         if col is None:
             col = Collected(test=load_test(run_dir, cfg.attribute))
@@ -291,6 +296,31 @@ def run_balance(cfg: StudyConfig, out: Path, say: Say) -> tuple[Collected, list[
         with np.load(run_dir / "test_predictions.npz") as z:
             pred = z["pred"].astype(np.int64)
         col.runs.append({"step": step, "seed": seed, "run": str(run_dir)})
-        rows.append(BalanceRun(step, seed, mix.proportions, n, pred))
+        rows.append(BalanceRun(step, seed, mix.proportions, mix.n, pred))
     assert col is not None  # balance_path has at least two steps and seeds >= 1
     return col, rows
+
+
+# -- the population's trainings as independent jobs (for an executor) -------------------
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training of a study's population: what ``train`` needs, picklable for Ray."""
+
+    cfg: StudyConfig
+    out: Path
+    seed: int
+    mix: TrainMix | None = None
+
+
+def train_jobs(cfg: StudyConfig, out: Path) -> list[TrainJob]:
+    """Every training the study needs (compression: one per seed; balance: seed × step)."""
+    if cfg.kind == "compression":
+        return [TrainJob(cfg, out, seed) for seed in range(cfg.seeds)]
+    return [TrainJob(cfg, out, seed, mix) for seed, _, mix in balance_mixes(cfg)]
+
+
+def run_train_job(job: TrainJob) -> str:
+    """Train one job (cached when it finished before); the run folder."""
+    return str(train(job.cfg, job.out, job.seed, mix=job.mix, say=lambda msg: None))
