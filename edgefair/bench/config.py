@@ -30,13 +30,14 @@ class SweepConfig:
     archs: list[str] = field(default_factory=lambda: ["cnn"])
     epochs: int = 12
     seed: int = 0
+    seeds: int = 1  # reference models per arch (seed, seed + 1, …); > 1 adds population figures over seeds
     targets: list[str] = field(default_factory=lambda: list(TARGET_NAMES))
     sparsities: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.75, 0.9])
     pruning: str = "unstructured"
     prune_scope: str = "global"
     finetune_epochs: int = 2
     clusterings: list[int] = field(default_factory=list)  # empty or [0]: no clustering; e.g. [0, 16]
-    mitigation: str = "none"
+    mitigations: list[str] = field(default_factory=lambda: ["none"])  # ["none", "kd"]: plain and distilled
     kd_alpha: float = 0.9
     kd_temperature: float = 4.0
     calib: int = 256
@@ -93,12 +94,15 @@ def _check_choices(cfg: SweepConfig, src: str) -> None:
     _check_list(src, "archs", cfg.archs, ARCHS)
     _check_list(src, "pruning", [cfg.pruning], PRUNING)
     _check_list(src, "prune_scope", [cfg.prune_scope], PRUNE_SCOPES)
-    _check_list(src, "mitigation", [cfg.mitigation], MITIGATIONS)
+    _check_list(src, "mitigations", cfg.mitigations, MITIGATIONS)
+    if not cfg.mitigations:
+        raise ConfigError(f"{src}: mitigations: name at least one of {', '.join(MITIGATIONS)}")
+    cfg.mitigations = sorted(set(cfg.mitigations), key=MITIGATIONS.index)
     _check_list(src, "profile", [cfg.profile], PROFILE_NAMES)
 
 
 _INTEGERS = (("epochs", 1), ("calib", 1), ("min_n", 1), ("min_subjects", 2), ("threads", 0),
-             ("finetune_epochs", 0), ("seed", None), ("retries", 0))
+             ("finetune_epochs", 0), ("seed", None), ("seeds", 1), ("retries", 0))
 _NUMBERS = (("min_runs", 0.0, float("inf")), ("min_seconds", 0.0, float("inf")), ("gap_points", 0.0, float("inf")),
             ("min_accuracy_ratio", 0.0, 1.0), ("alpha", 0.0, 0.5), ("kd_alpha", 0.0, 1.0))
 _OPTIONAL = ("threads", "min_runs", "min_seconds")  # None: the profile's value

@@ -17,6 +17,8 @@ The report reads ONLY the database (``edgefair.bench.store.Store``). Its parts:
   together, sortable and filterable by a small inline script; the sparsity note and the
   per-artefact sections of ``report_artifacts``; the fairness section (``report_fairness``),
   per-op profiles (``report_timing``) and the environment fingerprints (``report_env``);
+- ``report_compression``: plain vs distilled artefacts side by side, and (``bench sweep
+  --seeds K``) each matrix cell's figures over seeds with CIEs by group;
 - ``report_markdown``: report.md, linking the PNGs written to ``out_dir/plots/``.
 
 ``report.html`` holds its CSS, its script and its figures inline: no external URL. Every
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgefair.bench.report_compression import load_populations
 from edgefair.bench.report_context import ReportContext
 from edgefair.bench.report_figures import Plot, _group_plots, _pareto_plots
 from edgefair.bench.report_html import _html
@@ -92,7 +95,8 @@ def write_report(db_path: Path, out_dir: Path) -> ReportInfo:
     pareto = _pareto_plots(devices, slugs, recs, max(gaps, default=1.0))
     groups = _group_plots(devices)
     ctx = ReportContext(db_path=db_path, rows=rows, devices=devices, recs=recs, pareto=pareto, groups=groups,
-                   generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+                   generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                   populations=load_populations(db_path))
     plot_dir = out_dir / "plots"
     written = []
     for p in pareto + groups:

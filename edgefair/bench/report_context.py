@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgefair.bench import report_fairness, report_timing
+from edgefair.bench.report_compression import Population
 from edgefair.bench.report_figures import Plot
 from edgefair.bench.report_rows import ReportRow
 from edgefair.bench.report_rule import Recommendation
@@ -21,6 +22,7 @@ class ReportContext:
     pareto: list[Plot]
     groups: list[Plot]
     generated: str
+    populations: list[Population] = field(default_factory=list)  # bench sweep --seeds K
 
     @property
     def fairness(self) -> list[report_fairness.FairnessEntry]:

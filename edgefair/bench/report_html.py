@@ -278,7 +278,7 @@ def _pareto(ctx: ReportContext) -> str:
 
 
 def _html(ctx: ReportContext) -> str:
-    from edgefair.bench import report_artifacts
+    from edgefair.bench import report_artifacts, report_compression
 
     recs = "".join(
         f'<li class="{"" if r.artifact else "none"}">{_md_inline(r.text)}</li>' for r in ctx.recs.values())
@@ -315,6 +315,7 @@ the value), with its {_e(ctx.ci_label)}. Hover a verdict for the audit's reasons
 <h2 id="pareto">Pareto fronts</h2>
 {_pareto(ctx)}
 {report_fairness.html(ctx.fairness, _e, details=False)}
+{report_compression.html(ctx.fairness, ctx.populations, _e)}
 <h2>Per-group accuracy</h2>
 {groups}
 {sections}

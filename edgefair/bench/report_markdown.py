@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgefair.bench import report_fairness, report_timing
+from edgefair.bench import report_compression, report_fairness, report_timing
 from edgefair.bench.report_context import COLUMNS, ReportContext
 from edgefair.bench.report_env import environment
 from edgefair.bench.report_figures import Plot
@@ -60,6 +60,7 @@ def _markdown(ctx: ReportContext) -> str:
     out += _md_results(ctx) + [""]
     out += _md_figures("Pareto fronts", ctx.pareto, "No successful run with an accuracy.")
     out += report_fairness.markdown(ctx.fairness)
+    out += report_compression.markdown(ctx.fairness, ctx.populations)
     out += _md_figures("Per-group accuracy", ctx.groups, "No audits stored.")
     out += report_timing.markdown(ctx.op_tables, ctx.scaling)
     out += ["## Environment", ""]

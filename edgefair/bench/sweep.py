@@ -7,8 +7,6 @@ started again redoes nothing that finished.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -38,26 +36,29 @@ class SweepOutcome:
         return dict(self.__dict__)
 
 
-def _train_key(cfg: SweepConfig, arch: str) -> str:
-    from edgefair.data.registry import canonical_spec
-
-    blob = json.dumps({"dataset": canonical_spec(cfg.dataset), "arch": arch, "epochs": cfg.epochs, "seed": cfg.seed},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _trained(run_dir: Path, key: str) -> bool:
-    mj = run_dir / "model.json"
-    if not mj.exists() or not (run_dir / "model.pt").exists():
-        return False
-    try:
-        return json.loads(mj.read_text()).get("metrics", {}).get("sweep_key") == key
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
 def _count(items: Iterable[Any]) -> dict[str, int]:
     return dict(Counter(str(x) for x in items))
+
+
+def export_grid(cfg: SweepConfig, run_dir: Path, art_dir: Path, *, progress: Any = None) -> list[Any]:
+    """The config's export matrix of one trained run, once per (clustering, mitigation); export
+    reports in that order (content-hash cached inside export_matrix)."""
+    from edgefair.export.matrix import export_matrix
+
+    return [export_matrix(run_dir, targets=cfg.targets, sparsities=cfg.sparsities, out=art_dir, pruning=cfg.pruning,
+                          finetune_epochs=cfg.finetune_epochs, calib=cfg.calib, qat=cfg.qat, clustering=k or None,
+                          mitigation=mitigation, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
+                          prune_scope=cfg.prune_scope, progress=progress)
+            for k in sorted(set(cfg.clusterings or [0])) for mitigation in cfg.mitigations]
+
+
+def matrix_names(cfg: SweepConfig) -> set[str]:
+    """The artefact names one arch's export grid makes (distilled only where something is fine-tuned)."""
+    from edgefair.contracts.targets import TARGETS, artefact_name
+
+    return {artefact_name(t, s, clustering=k or None,
+                          kd=m == "kd" and (s > 0 or bool(k) or (cfg.qat and TARGETS[t].is_int8)))
+            for t in cfg.targets for s in cfg.sparsities for k in set(cfg.clusterings or [0]) for m in cfg.mitigations}
 
 
 class _Sweep:
@@ -77,41 +78,32 @@ class _Sweep:
     def train(self, arch: str) -> Path:
         """Train (skipped when this exact training already finished)."""
         from edgefair.models.checkpoint import read_meta
-        from edgefair.models.run import TrainRequest, train_run
+        from edgefair.models.run import TrainRequest, finished_training, run_dir_for, train_cached
 
-        key = _train_key(self.cfg, arch)
-        run_dir = self.out / "runs" / f"{arch}-{key}"
-        if _trained(run_dir, key):
+        req = TrainRequest(dataset=self.cfg.dataset, arch=arch, epochs=self.cfg.epochs, seed=self.cfg.seed)
+        run_dir, key = run_dir_for(self.out / "runs", req)
+        if finished_training(run_dir, key):
             self.event("stage", {"stage": "train", "arch": arch, "status": "cached", "run": str(run_dir)})
         else:
             self.event("stage", {"stage": "train", "arch": arch, "status": "start"})
-            req = TrainRequest(dataset=self.cfg.dataset, arch=arch, out=run_dir, epochs=self.cfg.epochs,
-                               seed=self.cfg.seed, tags={"sweep_key": key})
-            res = train_run(req, progress=lambda st, d, t: self.event(
+            train_cached(self.out / "runs", req, progress=lambda st, d, t: self.event(
                 "progress", {"stage": "train", "arch": arch, "done": d, "total": t, "what": st}))
             self.event("stage", {"stage": "train", "arch": arch, "status": "done",
-                                 "accuracy": res["test"]["accuracy"]})
+                                 "accuracy": read_meta(run_dir).metrics["test"]["accuracy"]})
         self.outcome.stages.append({"stage": "train", "arch": arch, "run": str(run_dir),
                                     "test_accuracy": read_meta(run_dir).metrics["test"]["accuracy"]})
         return run_dir
 
     def export(self, arch: str, run_dir: Path) -> Path:
         """The export matrix (content-hash cached inside export_matrix)."""
-        from edgefair.export.matrix import export_matrix
-
-        cfg = self.cfg
         art_dir = self.out / "artifacts" / arch
         self.event("stage", {"stage": "export", "arch": arch, "status": "start"})
-        for k in sorted(set(cfg.clusterings or [0])):
-            report = export_matrix(
-                run_dir, targets=cfg.targets, sparsities=cfg.sparsities, out=art_dir, pruning=cfg.pruning,
-                finetune_epochs=cfg.finetune_epochs, calib=cfg.calib, qat=cfg.qat, clustering=k or None,
-                mitigation=cfg.mitigation, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
-                prune_scope=cfg.prune_scope, progress=lambda *a, **kw: self.event(
-                    "progress", {"stage": "export", "arch": arch, "args": [str(x) for x in a]}))
+        for report in export_grid(self.cfg, run_dir, art_dir, progress=lambda *a, **kw: self.event(
+                "progress", {"stage": "export", "arch": arch, "args": [str(x) for x in a]})):
             self.outcome.failed += [f"export {r.name}: {r.reason}" for r in report.failed]
             self.outcome.stages.append({"stage": "export", "arch": arch, "artifacts": str(art_dir),
-                                        "clustering": k or None, "seconds": report.seconds,
+                                        "clustering": report.clustering, "mitigation": report.mitigation,
+                                        "seconds": report.seconds,
                                         "statuses": _count(r.status for r in report.results)})
         self.event("stage", {"stage": "export", "arch": arch, "status": "done"})
         return art_dir
@@ -160,6 +152,32 @@ class _Sweep:
         self.outcome.stages.append({"stage": "audit", "arch": arch, "device": device,
                                     "verdicts": _count(s.verdict for s in summaries if not s.is_reference)})
 
+    def populations(self, map_host: Any) -> None:
+        """With ``seeds`` > 1: each arch's population figures over seeds, stored as a stage."""
+        from edgefair.bench import sweep_population as pop
+        from edgefair.bench.store import Store
+
+        for st in [s for s in list(self.outcome.stages) if s["stage"] == "train"]:
+            arch, out = st["arch"], self.out / "population" / st["arch"]
+            seeds = pop.population_seeds(self.cfg)
+            self.event("stage", {"stage": "population", "arch": arch, "status": "start"})
+            self.event("progress", {"stage": "population", "arch": arch,
+                                    "args": [f"training seeds {seeds[1]}-{seeds[-1]}"]})
+            runs = pop.train_population(self.cfg, arch, out, Path(st["run"]), map_host)
+            art_dirs = [self.out / "artifacts" / arch, *(out / "artifacts" / f"seed{k}" for k in seeds[1:])]
+            self.event("progress", {"stage": "population", "arch": arch,
+                                    "args": ["exporting and predicting every seed's matrix"]})
+            col = pop.dedupe(pop.collect(self.cfg, runs, art_dirs, out))
+            by_attribute = {a: pop.population_rows(self.cfg, arch, col, a) for a in pop.attributes_of(self.cfg, col)}
+            self.outcome.failed += col.failed
+            detail = {"arch": arch, "seeds": seeds, "runs": [str(r) for r in runs], "attributes": by_attribute,
+                      "failed": col.failed}
+            with Store(self.db) as store:
+                store.put_stage(f"{pop.STAGE_KIND}:{arch}", pop.STAGE_KIND, "done", detail)
+            self.outcome.stages.append({"stage": "population", "arch": arch, "seeds": seeds,
+                                        "cells": len(next(iter(by_attribute.values()), []))})
+            self.event("stage", {"stage": "population", "arch": arch, "status": "done"})
+
     def report(self) -> None:
         """The report (reads only the database)."""
         from edgefair.bench.report import write_report
@@ -184,7 +202,10 @@ def run_sweep(cfg: SweepConfig, *, out: Path, on_event: Event | None = None, exe
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "sweep.json", cfg.to_dict())
     sweep = _Sweep(cfg, out, on_event or (lambda kind, info: None))
-    (executor or LocalExecutor()).run_sweep(sweep)
+    ex = executor or LocalExecutor()
+    ex.run_sweep(sweep)
+    if cfg.seeds > 1:
+        sweep.populations(ex.map_host)
     sweep.report()
     sweep.outcome.seconds = time.perf_counter() - t0
     return sweep.outcome

@@ -185,6 +185,10 @@ def print_sweep_summary(outcome: Any) -> None:
     for r in rows:
         table.add_row(*_sweep_row(r))
     err.print(table)
+    for st in outcome.stages:
+        if st["stage"] == "population":
+            err.print(f"population {st['arch']}: {st['cells']} cells over seeds {st['seeds']}: CIEs, CEV/SDE over "
+                      "trials and each figure's spread in the report's 'Populations over seeds'", markup=False)
     err.print(f"report: {outcome.report}  database: {outcome.db}  ({outcome.seconds:.0f} s)", markup=False)
     for rec in outcome.recommendations:
         err.print(f"recommendation: {rec}", markup=False, soft_wrap=True)

@@ -110,3 +110,47 @@ def data_warnings(ds: Any) -> list[str]:
             out.append(f"the {split} split holds one class only ({', '.join(present)}): accuracy says nothing; "
                        "check the labels")
     return out
+
+
+# -- content-addressed trainings (shared by bench sweep and bench study) ------------------
+
+
+def training_key(req: TrainRequest) -> str:
+    """What makes this training's model: data, architecture, epochs, seeds, training mix."""
+    import hashlib
+    import json
+
+    doc = {"dataset": canonical_spec(req.dataset), "arch": req.arch, "epochs": req.epochs, "seed": req.seed,
+           "data_seed": req.seed if req.data_seed is None else req.data_seed,
+           "mix": req.train_mix.to_dict() if req.train_mix else None}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_dir_for(runs: Path, req: TrainRequest) -> tuple[Path, str]:
+    """The run folder of this training (``runs/<arch>-seed<seed>-<key>``) and its key."""
+    key = training_key(req)
+    return Path(runs) / f"{req.arch}-seed{req.seed}-{key}", key
+
+
+def finished_training(run_dir: Path, key: str) -> bool:
+    """This exact training finished in ``run_dir`` (checkpoint, test predictions, its key)."""
+    import json
+
+    try:
+        meta = json.loads((run_dir / "model.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (run_dir / "model.pt").exists() and (run_dir / "test_predictions.npz").exists() and \
+        meta.get("metrics", {}).get("train_key") == key
+
+
+def train_cached(runs: Path, req: TrainRequest, *,
+                 progress: Callable[[str, float, float], None] | None = None) -> tuple[Path, bool]:
+    """Train into ``runs/<arch>-seed<seed>-<key>`` unless that training finished; (run folder, was cached)."""
+    from dataclasses import replace
+
+    run_dir, key = run_dir_for(runs, req)
+    if finished_training(run_dir, key):
+        return run_dir, True
+    train_run(replace(req, out=run_dir, tags={**req.tags, "train_key": key}), progress=progress)
+    return run_dir, False

@@ -66,7 +66,7 @@ def test_defaults_match_the_issue():
     cfg = SweepConfig()
     assert cfg.dataset == "synthfer" and cfg.archs == ["cnn"] and len(cfg.targets) == 9
     assert cfg.sparsities == [0.0, 0.5, 0.75, 0.9] and cfg.devices == ["local"]
-    assert cfg.finetune_epochs == 2 and cfg.clusterings == [] and cfg.mitigation == "none"
+    assert cfg.finetune_epochs == 2 and cfg.clusterings == [] and cfg.mitigations == ["none"] and cfg.seeds == 1
     assert (cfg.kd_alpha, cfg.kd_temperature, cfg.prune_scope) == (0.9, 4.0, "global")
 
 

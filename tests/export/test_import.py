@@ -128,20 +128,35 @@ def test_force_replaces_and_bad_input_is_one_line(foreign, tmp_path):
 
 
 def test_truncated_and_foreign_files_are_one_line_errors(foreign, tmp_path):
-    """A truncated .tflite crashes the TFLite runtime: in a child process, so it is a one-line error."""
+    """A truncated .tflite may crash the TFLite runtime (SIGSEGV/SIGBUS) or make it raise, depending on where the
+    cut falls in the flatbuffer: inspected in a child process, either is a one-line error."""
     data = (foreign / "keras_fer.tflite").read_bytes()
     (tmp_path / "truncated.tflite").write_bytes(data[: len(data) // 4])
     (tmp_path / "text.tflite").write_text("not a model")
     (tmp_path / "broken.onnx").write_bytes((foreign / "helper_fer.onnx").read_bytes()[:500])
-    for name, expected in (("truncated.tflite", "the runtime crashed (SIG"), ("text.tflite", "not a TFLite flatbuffer"),
-                           ("broken.onnx", "cannot load it as a model")):
+    for name, expected in (("truncated.tflite", ("the runtime crashed (SIG", "cannot load it as a model")),
+                           ("text.tflite", ("not a TFLite flatbuffer",)),
+                           ("broken.onnx", ("cannot load it as a model",))):
         r = bench("export", "--import", str(tmp_path / name), "--mean", "0", "--std", "1", "--out",
                   str(tmp_path / "arts"))
         assert r.returncode == 1, (name, r.returncode, r.stderr)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and lines[0].startswith("bench export: error: ") and expected in lines[0], lines
+        assert len(lines) == 1 and lines[0].startswith("bench export: error: "), lines
+        assert any(e in lines[0] for e in expected), lines
         assert str(tmp_path / name) in lines[0]
     assert not [p for p in (tmp_path / "arts").glob("*") if p.name != "export.log"]  # nothing half-made
+
+
+def test_a_runtime_crash_in_the_inspecting_child_is_a_one_line_error(foreign, tmp_path, monkeypatch):
+    """The crash path for real: a sitecustomize on the child's PYTHONPATH kills it with SIGSEGV at start-up."""
+    from edgefair.export.inspect_model import inspect_file
+
+    hook = tmp_path / "crash"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    with pytest.raises(ExportError, match=r"keras_fer.tflite: the runtime crashed \(SIGSEGV\) while .*corrupt"):
+        inspect_file(foreign / "keras_fer.tflite", "tflite")
 
 
 def test_imported_models_run_and_audit_without_a_run(foreign, tmp_path):

@@ -41,7 +41,7 @@ class _SweepProgress:
     def _stage(self, info: dict) -> None:
         label = " ".join(str(x) for x in (info["stage"], info.get("arch"), info.get("device")) if x)
         status = info["status"]
-        if status in ("done", "cached") and info["stage"] in ("train", "export"):
+        if status in ("done", "cached") and info["stage"] in ("train", "export", "population"):
             self.done += 1
         words = {"start": "starting", "done": "done", "cached": "cached (nothing to redo)"}
         self.update(self.done, description=f"{label}: {words.get(status, status)}")
@@ -65,21 +65,27 @@ class _SweepProgress:
 @click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_DB.parent, show_default=True,
               help="Folder of the sweep: results.db (the default database of run/fairness/report/gate), report/, "
                    "runs/, artifacts/.")
+@click.option("--seeds", type=int, default=None,
+              help="Reference models per arch (overrides the config's seeds); above 1 the report adds population "
+                   "figures: CIEs, CEV/SDE averaged over trials, every figure's spread over seeds.")
 @click.option("--print-config", is_flag=True, help="Print the effective configuration as TOML and exit.")
 @executor_options
 @json_option
 @command_errors
-def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], out: Path, print_config: bool,
+def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], seeds: int | None, out: Path, print_config: bool,
               executor: str, ray_address: str | None, farm_path: Path | None, as_json: bool) -> None:
     """Train → export matrix → run on each device → audit → report; resumable after a kill."""
     from edgefair.bench.config import load_config, validate
     from edgefair.bench.executor import executor_for
-    from edgefair.bench.sweep import run_sweep
+    from edgefair.bench.sweep import matrix_names, run_sweep
 
     cfg = load_config(config_path)
     if devices:
         cfg.devices = list(devices)
         validate(cfg, "--device")
+    if seeds is not None:
+        cfg.seeds = seeds
+        validate(cfg, "--seeds")
     farm = farm_devices(cfg, farm_path, explicit=bool(devices))
     if print_config:
         if as_json:
@@ -87,8 +93,8 @@ def sweep_cmd(config_path: Path | None, devices: tuple[str, ...], out: Path, pri
         else:
             click.echo(cfg.to_toml(), nl=False)
         return
-    n_art = len(cfg.targets) * len(cfg.sparsities) * len(cfg.archs) * len(set(cfg.clusterings or [0]))
-    total = len(cfg.archs) * 2 + n_art * len(cfg.devices) * 2 + 1
+    n_art = len(matrix_names(cfg)) * len(cfg.archs)
+    total = len(cfg.archs) * (2 + (cfg.seeds > 1)) + n_art * len(cfg.devices) * 2 + 1
     with executor_for(executor, address=ray_address, farm=farm, devices=cfg.devices) as ex, \
             progress_bar("sweep", total) as update:
         outcome = run_sweep(cfg, out=out, on_event=_SweepProgress(update, total), executor=ex)

@@ -10,10 +10,8 @@ a study measures accuracy and fairness, not time.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import itertools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,39 +76,23 @@ class Collected:
     failed: list[str] = field(default_factory=list)
 
 
-def _key(doc: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _finished(run_dir: Path, key: str) -> bool:
-    try:
-        meta = json.loads((run_dir / "model.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return (run_dir / "model.pt").exists() and (run_dir / "test_predictions.npz").exists() and \
-        meta.get("metrics", {}).get("study_key") == key
-
-
 def train(cfg: StudyConfig, out: Path, seed: int, *, mix: TrainMix | None = None, say: Say) -> Path:
     """Train one model of the population (skipped when this exact training finished)."""
-    from edgefair.data.registry import canonical_spec
-    from edgefair.models.run import TrainRequest, train_run
+    from edgefair.models.run import TrainRequest, finished_training, run_dir_for, train_cached
 
-    doc = {"dataset": canonical_spec(cfg.dataset), "arch": cfg.arch, "epochs": cfg.epochs, "seed": seed,
-           "data_seed": cfg.data_seed, "mix": mix.to_dict() if mix else None}
-    key = _key(doc)
-    run_dir = out / "runs" / f"{cfg.arch}-seed{seed}-{key}"
-    if _finished(run_dir, key):
+    req = TrainRequest(dataset=cfg.dataset, arch=cfg.arch, epochs=cfg.epochs, seed=seed, data_seed=cfg.data_seed,
+                       train_mix=mix)
+    run_dir, key = run_dir_for(out / "runs", req)
+    if finished_training(run_dir, key):
         say(f"train seed {seed}: cached ({run_dir.name})")
         return run_dir
     say(f"train seed {seed}: {cfg.epochs} epoch(s)" + (f", mix {mix.proportions}" if mix else ""))
-    train_run(TrainRequest(dataset=cfg.dataset, arch=cfg.arch, out=run_dir, epochs=cfg.epochs, seed=seed,
-                           data_seed=cfg.data_seed, train_mix=mix, tags={"study_key": key}))
-    return run_dir
+    return train_cached(out / "runs", req)[0]
 
 
-def load_test(run_dir: Path, attribute: str) -> TestSet:
-    """The test split the run was trained against, as uint8 images for the artefacts."""
+def load_test(run_dir: Path, attribute: str | None) -> TestSet:
+    """The test split the run was trained against, as uint8 images for the artefacts, grouped by
+    ``attribute`` (None: no grouping yet)."""
     from edgefair.data.preprocess import labels_of, samples_to_uint8
     from edgefair.data.registry import load_ref
     from edgefair.data.sample import DatasetError
@@ -122,10 +104,10 @@ def load_test(run_dir: Path, attribute: str) -> TestSet:
         raise DatasetError(f"{run_dir}: model.json records no dataset")
     ds = load_ref(ref)
     test = ds.split("test")
-    if attribute not in ds.attribute_names:
+    if attribute is not None and attribute not in ds.attribute_names:
         raise DatasetError(f"dataset '{ref.spec}': no attribute '{attribute}' (has: "
                            f"{', '.join(ds.attribute_names) or 'none'}); set attribute in the study config")
-    groups = np.array([s.attributes.get(attribute, "unknown") for s in test])
+    groups = np.array([s.attributes.get(attribute, "unknown") if attribute else "" for s in test])
     return TestSet(list(test), samples_to_uint8(test, meta.prep), labels_of(test), groups, list(meta.class_names),
                    ref.fingerprint)
 
@@ -218,7 +200,7 @@ def run_compression(cfg: StudyConfig, out: Path, say: Say) -> Collected:
         if col is None:
             col = Collected(test=load_test(run_dir, cfg.attribute))
             col.notes += [f"{arm.tag}: skipped: {why}" for arm, why in skipped.items()]
-        _check_same_test(col, run_dir, cfg.attribute)
+        check_same_test(col, run_dir)
         col.runs.append({"seed": seed, "run": str(run_dir)})
         for arm in all_arms:
             levels = levels_of(cfg, arm, reference)
@@ -228,7 +210,8 @@ def run_compression(cfg: StudyConfig, out: Path, say: Say) -> Collected:
     return col
 
 
-def _check_same_test(col: Collected, run_dir: Path, attribute: str) -> None:
+def check_same_test(col: Collected, run_dir: Path) -> None:
+    """Every seed of a population is scored on one test split: the same data fingerprint."""
     from edgefair.data.sample import DatasetError
     from edgefair.models.checkpoint import read_meta
 
@@ -292,7 +275,7 @@ def run_balance(cfg: StudyConfig, out: Path, say: Say) -> tuple[Collected, list[
         run_dir = train(cfg, out, seed, mix=mix, say=say)
         if col is None:
             col = Collected(test=load_test(run_dir, cfg.attribute))
-        _check_same_test(col, run_dir, cfg.attribute)
+        check_same_test(col, run_dir)
         with np.load(run_dir / "test_predictions.npz") as z:
             pred = z["pred"].astype(np.int64)
         col.runs.append({"step": step, "seed": seed, "run": str(run_dir)})

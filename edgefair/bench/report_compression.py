@@ -1,0 +1,139 @@
+"""The report's compression comparisons, from what the database holds:
+
+- **plain vs distilled**: every ``…-kd`` artefact beside the plain one of the same target,
+  sparsity and clustering (accuracy, largest gap widening, CEV, SDE, churn: the audit's
+  cells, single seed);
+- **populations** (``bench sweep --seeds K``): each matrix cell's figures over K seeds
+  (mean and t interval), CEV/SDE averaged over trials and Hooker et al.'s CIEs by group,
+  as ``sweep_population`` stored them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgefair.bench.report_fairness import SUMMARY_COLUMNS, FairnessEntry, summary_cells
+from edgefair.bench.report_groups import group_order
+from edgefair.contracts.study import Spread
+
+Escape = Callable[[Any], str]
+KD_METRICS = ("accuracy", "largest widening", "CEV", "SDE", "churn")
+KD_COLUMNS = ("artefact", *(f"{m} ({arm})" for m in KD_METRICS for arm in ("plain", "KD")))
+POPULATION_COLUMNS = ("artefact", "seeds", "accuracy", "accuracy change", "largest gap", "gap change", "CEV", "SDE",
+                      "CIEs", "share of CIEs by group (share of test)", "gzip ratio")
+KD_SUFFIX = "-kd"
+
+
+@dataclass
+class Population:
+    """One arch's stored population figures."""
+
+    arch: str
+    seeds: list[int]
+    attributes: dict[str, list[dict[str, Any]]]
+
+
+def kd_rows(entries: Sequence[FairnessEntry]) -> list[list[str]]:
+    """One row per distilled artefact with a plain twin: the audit's cells side by side."""
+    by_name = {e.name: e for e in entries}
+    index = [SUMMARY_COLUMNS.index(m) for m in KD_METRICS]
+    out = []
+    for name, kd in sorted(by_name.items()):
+        plain = by_name.get(name[: -len(KD_SUFFIX)]) if name.endswith(KD_SUFFIX) else None
+        if plain is None:
+            continue
+        p, k = summary_cells(plain), summary_cells(kd)
+        out.append([f"{plain.name} vs {kd.name}", *(c for i in index for c in (p[i], k[i]))])
+    return out
+
+
+def load_populations(db_path: Path) -> list[Population]:
+    """The population stages of the database (none when the sweep had one seed)."""
+    from edgefair.bench.store import Store
+    from edgefair.bench.sweep_population import STAGE_KIND
+
+    with Store(db_path, readonly=True) as store:
+        stages = [s for s in store.stages() if s["kind"] == STAGE_KIND and s["status"] == "done"]
+    return [Population(s["detail"]["arch"], list(s["detail"]["seeds"]), dict(s["detail"]["attributes"]))
+            for s in stages]
+
+
+def _sp(d: dict[str, Any], scale: float = 100.0, digits: int = 1) -> str:
+    return Spread(d["mean"], d["lo"], d["hi"], d["n"], d["values"]).text(scale, digits)
+
+
+def _cie_groups(cie: dict[str, Any]) -> str:
+    groups = {g["group"]: g for g in cie["groups"]}
+    parts = []
+    for name in group_order({g: v["n"] for g, v in groups.items()}):
+        g = groups[name]
+        among = "–" if g["share_among_cie"] is None else f"{100 * g['share_among_cie']:.1f} %"
+        parts.append(f"{name} {among} ({100 * g['share_of_test']:.1f} %)")
+    return "; ".join(parts)
+
+
+def population_cells(row: dict[str, Any]) -> list[str]:
+    cie = row["cie"]
+    return [row["name"], str(len(row["seeds"])), _sp(row["accuracy"]), _sp(row["accuracy_change"]), _sp(row["gap"]),
+            _sp(row["gap_change"]), _sp(row["cev"], 1, 0), _sp(row["sde"], 1, 2),
+            f"{cie['n']} ({100 * cie['share']:.1f} %)", _cie_groups(cie), _sp(row["gzip_ratio"], 1, 1) + "×"]
+
+
+POPULATION_NOTE = ("Each cell's figures over the population of seeds: mean [95 % t interval of the mean] "
+                   "(percentage points for accuracy and gaps; changes are against each seed's own "
+                   "uncompressed reference). CEV and SDE are computed per trial (reference seed k against its "
+                   "compressed model k) and averaged over trials (Simon Says). CIEs (Hooker et al.): test "
+                   "images whose modal label among the compressed models differs from the modal label among the "
+                   "uncompressed ones; each group's share of them is set beside its share of the test set. "
+                   "Predictions are on the host (every seed's artefacts in their own runtime); latency is the "
+                   "first seed's measurement in the table above.")
+KD_NOTE = ("Distilled (KD) fine-tunes beside the plain fine-tune of the same target, sparsity and clustering "
+           "(one seed; the audit's intervals). A lower CEV/SDE under KD is the mitigation Simon Says reports.")
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], e: Escape) -> str:
+    head = "".join(f"<th>{e(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<div class="tablewrap"><table class="results"><thead><tr>{head}</tr></thead><tbody>{body}' \
+           "</tbody></table></div>"
+
+
+def html(entries: Sequence[FairnessEntry], populations: Sequence[Population], e: Escape) -> str:
+    """The two sections (each only when the database has something for it)."""
+    out = []
+    pairs = kd_rows(entries)
+    if pairs:
+        out += ['<h2 id="distillation">Plain vs distilled fine-tunes</h2>', f'<p class="rule">{e(KD_NOTE)}</p>',
+                _table(KD_COLUMNS, pairs, e)]
+    if populations:
+        out += ['<h2 id="populations">Populations over seeds</h2>', f'<p class="rule">{e(POPULATION_NOTE)}</p>']
+        for pop in populations:
+            for attr, rows in pop.attributes.items():
+                out += [f"<h3>{e(pop.arch)}: {len(pop.seeds)} seeds ({e(', '.join(map(str, pop.seeds)))}), "
+                        f"by {e(attr)}</h3>", _table(POPULATION_COLUMNS, [population_cells(r) for r in rows], e)]
+    return "\n".join(out)
+
+
+def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def cell(x: str) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    return ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|",
+            *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)]
+
+
+def markdown(entries: Sequence[FairnessEntry], populations: Sequence[Population]) -> list[str]:
+    out: list[str] = []
+    pairs = kd_rows(entries)
+    if pairs:
+        out += ["## Plain vs distilled fine-tunes", "", KD_NOTE, "", *_md_table(KD_COLUMNS, pairs), ""]
+    if populations:
+        out += ["## Populations over seeds", "", POPULATION_NOTE, ""]
+        for pop in populations:
+            for attr, rows in pop.attributes.items():
+                out += [f"### {pop.arch}: {len(pop.seeds)} seeds, by {attr}", "",
+                        *_md_table(POPULATION_COLUMNS, [population_cells(r) for r in rows]), ""]
+    return out
