@@ -24,6 +24,8 @@ KD_METRICS = ("accuracy", "largest widening", "CEV", "SDE", "churn")
 KD_COLUMNS = ("artefact", *(f"{m} ({arm})" for m in KD_METRICS for arm in ("plain", "KD")))
 POPULATION_COLUMNS = ("artefact", "seeds", "accuracy", "accuracy change", "largest gap", "gap change", "CEV", "SDE",
                       "CIEs", "share of CIEs by group (share of test)", "gzip ratio")
+CIE_COLUMNS = ("artefact", "group", "n", "share of test", "CIEs", "share of CIEs [CI]", "share of top-x % by score",
+               "accuracy on its CIEs: compressed", "reference")
 KD_SUFFIX = "-kd"
 
 
@@ -67,12 +69,28 @@ def _sp(d: dict[str, Any], scale: float = 100.0, digits: int = 1) -> str:
 
 def _cie_groups(cie: dict[str, Any]) -> str:
     groups = {g["group"]: g for g in cie["groups"]}
-    parts = []
+    order = group_order({g: v["n"] for g, v in groups.items()})
+    return "; ".join(f"{name} {_pct(groups[name]['share_among_cie'])} ({_pct(groups[name]['share_of_test'])})"
+                     for name in order)
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def cie_group_rows(row: dict[str, Any]) -> list[list[str]]:
+    """One row per group of one compressed cell: its part in the CIEs (Hooker et al.'s breakdown)."""
+    cie = row["cie"]
+    groups = {g["group"]: g for g in cie["groups"]}
+    out = []
     for name in group_order({g: v["n"] for g, v in groups.items()}):
         g = groups[name]
-        among = "–" if g["share_among_cie"] is None else f"{100 * g['share_among_cie']:.1f} %"
-        parts.append(f"{name} {among} ({100 * g['share_of_test']:.1f} %)")
-    return "; ".join(parts)
+        ci = g["share_among_cie_ci"]
+        share = _pct(g["share_among_cie"]) + ("" if not ci else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+        out.append([row["name"], name, str(g["n"]), _pct(g["share_of_test"]), str(g["n_cie"]), share,
+                    _pct(g["share_among_top"]), _pct(g["accuracy_on_cie_compressed"]),
+                    _pct(g["accuracy_on_cie_reference"])])
+    return out
 
 
 def population_cells(row: dict[str, Any]) -> list[str]:
@@ -114,6 +132,10 @@ def html(entries: Sequence[FairnessEntry], populations: Sequence[Population], e:
             for attr, rows in pop.attributes.items():
                 out += [f"<h3>{e(pop.arch)}: {len(pop.seeds)} seeds ({e(', '.join(map(str, pop.seeds)))}), "
                         f"by {e(attr)}</h3>", _table(POPULATION_COLUMNS, [population_cells(r) for r in rows], e)]
+                groups = [g for r in rows if r["cie"]["n"] for g in cie_group_rows(r)]
+                if groups:
+                    out.append(f"<details><summary>CIEs by {e(attr)} group, per artefact</summary>"
+                               f"{_table(CIE_COLUMNS, groups, e)}</details>")
     return "\n".join(out)
 
 
@@ -136,4 +158,7 @@ def markdown(entries: Sequence[FairnessEntry], populations: Sequence[Population]
             for attr, rows in pop.attributes.items():
                 out += [f"### {pop.arch}: {len(pop.seeds)} seeds, by {attr}", "",
                         *_md_table(POPULATION_COLUMNS, [population_cells(r) for r in rows]), ""]
+                groups = [g for r in rows if r["cie"]["n"] for g in cie_group_rows(r)]
+                if groups:
+                    out += [f"CIEs by {attr} group, per artefact:", "", *_md_table(CIE_COLUMNS, groups), ""]
     return out

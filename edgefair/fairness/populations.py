@@ -30,8 +30,11 @@ from edgefair.fairness.compression import error_shift
 from edgefair.fairness.groups import group_tables
 
 
-def spread(values: Sequence[float | None], *, alpha: float = 0.05) -> Spread:
-    """Mean of the finite values and the t interval of the mean (none with fewer than two)."""
+def spread(values: Sequence[float | None], *, alpha: float = 0.05, floor: float | None = None) -> Spread:
+    """Mean of the finite values and the t interval of the mean (none with fewer than two).
+
+    ``floor``: the quantity cannot go below it (CEV, SDE: 0); the interval is cut there, which
+    keeps its coverage (the mean can never lie in the part cut away)."""
     from scipy import stats
 
     vals = [float(v) for v in values if v is not None and np.isfinite(v)]
@@ -41,7 +44,8 @@ def spread(values: Sequence[float | None], *, alpha: float = 0.05) -> Spread:
     if len(vals) < 2:
         return Spread(mean, None, None, 1, vals)
     half = float(stats.t.ppf(1 - alpha / 2, len(vals) - 1) * np.std(vals, ddof=1) / np.sqrt(len(vals)))
-    return Spread(mean, mean - half, mean + half, len(vals), vals)
+    lo = mean - half if floor is None else max(floor, mean - half)
+    return Spread(mean, lo, mean + half, len(vals), vals)
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,8 @@ def error_shift_over_seeds(y_true: np.ndarray, reference_preds: Sequence[np.ndar
     shifts = [error_shift(y_true, [r], [c], class_names)
               for r, c in zip(reference_preds, compressed_preds, strict=True)]
     excluded = sorted({name for s in shifts for name in s.excluded_classes})
-    return SeedErrorShift(spread([s.cev for s in shifts], alpha=alpha), spread([s.sde for s in shifts], alpha=alpha),
-                          excluded)
+    return SeedErrorShift(spread([s.cev for s in shifts], alpha=alpha, floor=0.0),
+                          spread([s.sde for s in shifts], alpha=alpha, floor=0.0), excluded)
 
 
 @dataclass(frozen=True)

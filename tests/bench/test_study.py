@@ -67,6 +67,9 @@ def test_spread_is_a_t_interval_of_the_mean():
     assert s.mean == 2.0 and s.n == 3
     assert s.hi - s.mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
     assert spread([5.0]).lo is None and spread([]).mean is None
+    wide = spread([0.0, 0.0, 30.0])
+    cut = spread([0.0, 0.0, 30.0], floor=0.0)
+    assert wide.lo < 0 and cut.lo == 0.0 and cut.hi == wide.hi and cut.mean == wide.mean
 
 
 def test_demographic_parity_per_class_one_vs_rest():

@@ -77,7 +77,9 @@ def test_seeds_population_kd_side_by_side_and_resume(bench, tmp_path):
     page = (out / "report" / "report.html").read_text()
     assert 'id="populations"' in page and 'id="distillation"' in page
     assert "onnx-fp32-s0.5 vs onnx-fp32-s0.5-kd" in page
-    assert "## Populations over seeds" in (out / "report" / "report.md").read_text()
+    md = (out / "report" / "report.md").read_text()
+    assert "## Populations over seeds" in md and "CIEs by skin_tone group, per artefact" in md
+    assert md.index("| onnx-fp32-s0 |") < md.index("| onnx-fp32-s0.5 |") < md.index("| onnx-fp32-s0.5-kd |")
 
     # Resumed: nothing trained again, the same figures.
     trained = _trained(out)
