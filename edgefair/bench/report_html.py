@@ -85,7 +85,9 @@ a.row { color: inherit; }
   .envgrid { grid-template-columns: 1fr; }
   /* the results table as one card per run: label and value side by side */
   #results thead { display: none; }
-  #results, #results tbody, #results tr.grouphead, #results tr.grouphead th { display: block; width: 100%; }
+  #results, #results tbody, #results tr.grouphead, #results tr.grouphead th { display: block; width: 100%;
+                                                                             box-sizing: border-box; }
+  #results tr.grouphead th { white-space: normal; }
   #results tr.run { display: grid; grid-template-columns: 1fr 1fr; gap: 0 10px; padding: 6px 4px;
                     border-bottom: 1px solid var(--line); }
   #results tr.run td { display: block; border: 0; padding: 2px 0; text-align: left; white-space: normal; }
