@@ -220,6 +220,18 @@ def _place(ax: Any, renderer: Any, xy: tuple[float, float], text: str, taken: li
     return best[1]
 
 
+def _leader(ax: Any, renderer: Any, xy: tuple[float, float], ann: Any) -> None:
+    """A thin line from the marker to its label when the label had to move away from it."""
+    box = ann.get_window_extent(renderer)
+    px, py = ax.transData.transform(xy)
+    nx, ny = min(max(px, box.x0), box.x1), min(max(py, box.y0), box.y1)  # the box's point nearest the marker
+    if ((nx - px) ** 2 + (ny - py) ** 2) ** 0.5 < 2 * _DISTANCES[0]:
+        return
+    end = ax.transData.inverted().transform((nx, ny))
+    ax.annotate("", xy, xytext=(float(end[0]), float(end[1])), zorder=4, annotation_clip=False,
+                arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "#777777", "shrinkA": 0, "shrinkB": 5})
+
+
 def _label_text(p: ParetoPoint) -> str:
     name = short_name(p.name)
     if p.is_reference:
@@ -240,7 +252,8 @@ def _labels(ax: Any, panel: _Panel, pts: Sequence[ParetoPoint], optimal: Sequenc
     titles = {}
     for i, p in enumerate(chosen):
         lid = f"{gid}-lbl-{i}"
-        _place(ax, renderer, (panel.x(p), 100 * p.accuracy), _label_text(p), taken, lid, p.recommended)
+        xy = (panel.x(p), 100 * p.accuracy)
+        _leader(ax, renderer, xy, _place(ax, renderer, xy, _label_text(p), taken, lid, p.recommended))
         titles[lid] = p.name
     return titles
 

@@ -301,6 +301,18 @@ def _crowded_points():
     return pts
 
 
+def _check_leaders(fig, labels, boxes):
+    """A label moved away from its marker (> 18 px) has a leader line that ends at the label's box."""
+    ax = fig.figure.axes[0]
+    leaders = [t for t in ax.texts if not t.get_text() and t.arrow_patch is not None]
+    ends = [ax.transData.transform(t.xyann) for t in leaders]
+    for label, box in zip(labels, boxes, strict=True):
+        px, py = ax.transData.transform(label.xy)
+        nx, ny = min(max(px, box.x0), box.x1), min(max(py, box.y0), box.y1)
+        if np.hypot(nx - px, ny - py) >= 18:
+            assert any(np.hypot(ex - nx, ey - ny) < 1.0 for ex, ey in ends), f"no leader to {label.get_text()!r}"
+
+
 @pytest.mark.parametrize("kind", ["latency", "size"])
 def test_pareto_labels_hit_no_label_and_no_marker(mixed_db, kind):
     from edgefair.bench.report_figures import pareto_points
@@ -319,6 +331,7 @@ def test_pareto_labels_hit_no_label_and_no_marker(mixed_db, kind):
                 assert not b.overlaps(other), f"{case}: label {texts[i]!r} overlaps {texts[j]!r}"
             hit = [m for m in markers if b.overlaps(m)]
             assert not hit, f"{case}: label {texts[i]!r} covers a marker"
+        _check_leaders(fig, labels, boxes)
         assert all(len(t.replace("reference: ", "").replace("\u2605 ", "").replace(" (recommended)", "")) <= 18
                    for t in texts), "long names are shortened"
         svg = fig.svg()
