@@ -34,7 +34,7 @@ def spread(values: Sequence[float | None], *, alpha: float = 0.05, floor: float 
     """Mean of the finite values and the t interval of the mean (none with fewer than two).
 
     ``floor``: the quantity cannot go below it (CEV, SDE: 0); the interval is cut there, which
-    keeps its coverage (the mean can never lie in the part cut away)."""
+    keeps its coverage (the true value can never lie in the part cut away)."""
     from scipy import stats
 
     vals = [float(v) for v in values if v is not None and np.isfinite(v)]

@@ -116,13 +116,16 @@ def data_warnings(ds: Any) -> list[str]:
 
 
 def training_key(req: TrainRequest) -> str:
-    """What makes this training's model: data, architecture, epochs, seeds, training mix."""
+    """What makes this training's model: data, architecture and its input, epochs, seeds, training
+    mix, teacher and the training settings (everything of the request but where it is written)."""
     import hashlib
     import json
 
-    doc = {"dataset": canonical_spec(req.dataset), "arch": req.arch, "epochs": req.epochs, "seed": req.seed,
+    doc = {"dataset": canonical_spec(req.dataset), "arch": req.arch, "arch_kwargs": req.arch_kwargs,
+           "size": req.size, "channels": req.channels, "epochs": req.epochs, "seed": req.seed,
            "data_seed": req.seed if req.data_seed is None else req.data_seed,
-           "mix": req.train_mix.to_dict() if req.train_mix else None}
+           "mix": req.train_mix.to_dict() if req.train_mix else None,
+           "teacher": str(req.teacher) if req.teacher is not None else None, "train": req.train.to_dict()}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
 
