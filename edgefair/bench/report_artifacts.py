@@ -153,7 +153,7 @@ def _audit_part(r: ReportRow, e: Escape) -> str:
     out += _class_recall(result, e)
     for attr, parity, rows in report_fairness.attribute_tables(result):
         out += f'<h4>{e(attr)}</h4><p class="rule">{e(parity)}</p>'
-        out += report_fairness._html_table(report_fairness.METRIC_COLUMNS, rows, e, "metrics")
+        out += report_fairness.html_table(report_fairness.METRIC_COLUMNS, rows, e, "metrics")
     return out
 
 

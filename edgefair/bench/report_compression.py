@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgefair.bench.report_fairness import SUMMARY_COLUMNS, FairnessEntry, summary_cells
+from edgefair.bench.report_fairness import SUMMARY_COLUMNS, FairnessEntry, html_table, md_table, summary_cells
 from edgefair.bench.report_groups import group_order
 from edgefair.contracts.study import Spread
 
@@ -112,11 +112,21 @@ KD_NOTE = ("Distilled (KD) fine-tunes beside the plain fine-tune of the same tar
            "(one seed; the audit's intervals). A lower CEV/SDE under KD is the mitigation Simon Says reports.")
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], e: Escape) -> str:
-    head = "".join(f"<th>{e(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<div class="tablewrap"><table class="results"><thead><tr>{head}</tr></thead><tbody>{body}' \
-           "</tbody></table></div>"
+@dataclass
+class PopulationTable:
+    """One arch × attribute of the populations section: its cells and its per-group CIE rows."""
+
+    arch: str
+    seeds: list[int]
+    attribute: str
+    cells: list[list[str]]
+    cie_rows: list[list[str]]
+
+
+def population_tables(populations: Sequence[Population]) -> list[PopulationTable]:
+    return [PopulationTable(pop.arch, pop.seeds, attr, [population_cells(r) for r in rows],
+                            [g for r in rows if r["cie"]["n"] for g in cie_group_rows(r)])
+            for pop in populations for attr, rows in pop.attributes.items()]
 
 
 def html(entries: Sequence[FairnessEntry], populations: Sequence[Population], e: Escape) -> str:
@@ -125,40 +135,28 @@ def html(entries: Sequence[FairnessEntry], populations: Sequence[Population], e:
     pairs = kd_rows(entries)
     if pairs:
         out += ['<h2 id="distillation">Plain vs distilled fine-tunes</h2>', f'<p class="rule">{e(KD_NOTE)}</p>',
-                _table(KD_COLUMNS, pairs, e)]
+                html_table(KD_COLUMNS, pairs, e, "distillation")]
     if populations:
         out += ['<h2 id="populations">Populations over seeds</h2>', f'<p class="rule">{e(POPULATION_NOTE)}</p>']
-        for pop in populations:
-            for attr, rows in pop.attributes.items():
-                out += [f"<h3>{e(pop.arch)}: {len(pop.seeds)} seeds ({e(', '.join(map(str, pop.seeds)))}), "
-                        f"by {e(attr)}</h3>", _table(POPULATION_COLUMNS, [population_cells(r) for r in rows], e)]
-                groups = [g for r in rows if r["cie"]["n"] for g in cie_group_rows(r)]
-                if groups:
-                    out.append(f"<details><summary>CIEs by {e(attr)} group, per artefact</summary>"
-                               f"{_table(CIE_COLUMNS, groups, e)}</details>")
+        for t in population_tables(populations):
+            out += [f"<h3>{e(t.arch)}: {len(t.seeds)} seeds ({e(', '.join(map(str, t.seeds)))}), by {e(t.attribute)}"
+                    "</h3>", html_table(POPULATION_COLUMNS, t.cells, e, "population")]
+            if t.cie_rows:
+                out.append(f"<details><summary>CIEs by {e(t.attribute)} group, per artefact</summary>"
+                           f"{html_table(CIE_COLUMNS, t.cie_rows, e, 'cie')}</details>")
     return "\n".join(out)
-
-
-def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def cell(x: str) -> str:
-        return str(x).replace("|", "\\|").replace("\n", " ")
-
-    return ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|",
-            *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)]
 
 
 def markdown(entries: Sequence[FairnessEntry], populations: Sequence[Population]) -> list[str]:
     out: list[str] = []
     pairs = kd_rows(entries)
     if pairs:
-        out += ["## Plain vs distilled fine-tunes", "", KD_NOTE, "", *_md_table(KD_COLUMNS, pairs), ""]
+        out += ["## Plain vs distilled fine-tunes", "", KD_NOTE, "", *md_table(KD_COLUMNS, pairs), ""]
     if populations:
         out += ["## Populations over seeds", "", POPULATION_NOTE, ""]
-        for pop in populations:
-            for attr, rows in pop.attributes.items():
-                out += [f"### {pop.arch}: {len(pop.seeds)} seeds, by {attr}", "",
-                        *_md_table(POPULATION_COLUMNS, [population_cells(r) for r in rows]), ""]
-                groups = [g for r in rows if r["cie"]["n"] for g in cie_group_rows(r)]
-                if groups:
-                    out += [f"CIEs by {attr} group, per artefact:", "", *_md_table(CIE_COLUMNS, groups), ""]
+        for t in population_tables(populations):
+            out += [f"### {t.arch}: {len(t.seeds)} seeds, by {t.attribute}", "",
+                    *md_table(POPULATION_COLUMNS, t.cells), ""]
+            if t.cie_rows:
+                out += [f"CIEs by {t.attribute} group, per artefact:", "", *md_table(CIE_COLUMNS, t.cie_rows), ""]
     return out

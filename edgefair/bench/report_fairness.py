@@ -187,7 +187,7 @@ def _md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return (["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
             + ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows])
 
@@ -196,17 +196,17 @@ def markdown(entries_: Sequence[FairnessEntry]) -> list[str]:
     out = ["## Fairness: what compression changed, and how each model stands", ""]
     if not entries_:
         return out + ["No audits stored (run `bench fairness`).", ""]
-    out += [_legend(entries_), ""] + _md_table(SUMMARY_COLUMNS, [summary_cells(e) for e in entries_]) + [""]
+    out += [_legend(entries_), ""] + md_table(SUMMARY_COLUMNS, [summary_cells(e) for e in entries_]) + [""]
     for e in entries_:
         if e.result is None:
             continue
         out += [f"### Per-group metrics: `{e.name}`", ""]
         for attr, parity, rows in attribute_tables(e.result):
-            out += [f"**{attr}**: {parity}", ""] + _md_table(METRIC_COLUMNS, rows) + [""]
+            out += [f"**{attr}**: {parity}", ""] + md_table(METRIC_COLUMNS, rows) + [""]
     return out
 
 
-def _html_table(columns: Sequence[str], rows: Sequence[Sequence[str]], e: Escape, cls: str) -> str:
+def html_table(columns: Sequence[str], rows: Sequence[Sequence[str]], e: Escape, cls: str) -> str:
     head = "".join(f"<th>{e(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f'<div class="tablewrap"><table class="results {cls}"><thead><tr>{head}</tr></thead><tbody>{body}' \
@@ -218,13 +218,13 @@ def html(entries_: Sequence[FairnessEntry], e: Escape, *, details: bool = True) 
     if not entries_:
         return out[0] + "<p>No audits stored (run <code>bench fairness</code>).</p>"
     out.append(f'<p class="rule">{e(_legend(entries_))}</p>')
-    out.append(_html_table(SUMMARY_COLUMNS, [summary_cells(x) for x in entries_], e, "fairness"))
+    out.append(html_table(SUMMARY_COLUMNS, [summary_cells(x) for x in entries_], e, "fairness"))
     for x in entries_ if details else ():
         if x.result is None:
             continue
         parts = [f"<details><summary>Per-group metrics: <code>{e(x.name)}</code> ({e(x.summary.verdict)})</summary>"]
         for attr, parity, rows in attribute_tables(x.result):
             parts.append(f"<h3>{e(attr)}</h3><p class=\"rule\">{e(parity)}</p>")
-            parts.append(_html_table(METRIC_COLUMNS, rows, e, "metrics"))
+            parts.append(html_table(METRIC_COLUMNS, rows, e, "metrics"))
         out.append("".join(parts) + "</details>")
     return "\n".join(out)
